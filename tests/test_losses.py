@@ -1,0 +1,261 @@
+"""losses.py against plain NumPy/SciPy formulas, analytic cases and finite differences."""
+import numpy as np
+import pytest
+import tensorflow as tf
+from scipy import ndimage
+
+from tutorial_utils import losses
+
+RNG = np.random.default_rng(2024)
+
+
+def smooth_image(shape, sigma=1.5):
+    """A random but smooth, textured image in [0, 1] (no constant windows)."""
+    noise = ndimage.gaussian_filter(RNG.standard_normal(shape), sigma)
+    return ((noise - noise.min()) / (noise.max() - noise.min())).astype(np.float32)
+
+
+# ---------------------------------------------------------------- references
+def np_lncc(true, pred, window, kernel_1d, eps=losses.EPS):
+    def filt(volume):
+        out = volume.astype(np.float64)
+        for axis in range(3):
+            out = ndimage.correlate1d(out, kernel_1d, axis=axis, mode="constant")
+        return out
+
+    n = window**3
+    mt, mp = filt(true), filt(pred)
+    cross = n * (filt(true * pred) - mt * mp)
+    vt = np.maximum(n * (filt(true * true) - mt * mt), 0)
+    vp = np.maximum(n * (filt(pred * pred) - mp * mp), 0)
+    return np.mean(cross**2 / (vt * vp + eps))
+
+
+def np_gmi(true, pred, bins=23, sigma_ratio=0.5, eps=losses.EPS):
+    centres = np.linspace(0, 1, bins)
+    sigma = sigma_ratio / (bins - 1)
+
+    def member(values):
+        w = np.exp(-0.5 * ((values.reshape(-1, 1) - centres) / sigma) ** 2)
+        return w / (w.sum(1, keepdims=True) + eps)
+
+    joint = member(true).T @ member(pred) / true.size
+    pt, pp = joint.sum(1, keepdims=True), joint.sum(0, keepdims=True)
+    return np.sum(joint * np.log((joint + eps) / (pt * pp + eps)))
+
+
+def np_ncc(true, pred):
+    t, p = true - true.mean(), pred - pred.mean()
+    return np.sum(t * p) / np.sqrt(np.sum(t * t) * np.sum(p * p))
+
+
+def batch(volume):
+    return volume[None]
+
+
+# ---------------------------------------------------------------- intensity
+def test_ssd_matches_numpy_and_is_zero_for_identical():
+    true, pred = smooth_image((8, 9, 10)), smooth_image((8, 9, 10))
+    assert losses.ssd(batch(true), batch(pred)).numpy()[0] == pytest.approx(np.mean((true - pred) ** 2), rel=1e-5)
+    assert losses.ssd(batch(true), batch(true)).numpy()[0] == 0.0
+
+
+def test_global_ncc_matches_numpy_and_invariances():
+    true, pred = smooth_image((8, 9, 10)), smooth_image((8, 9, 10))
+    assert losses.global_ncc(batch(true), batch(pred)).numpy()[0] == pytest.approx(np_ncc(true, pred), abs=1e-4)
+    assert losses.global_ncc(batch(true), batch(3 * true + 2)).numpy()[0] == pytest.approx(1.0, abs=1e-4)
+    assert losses.global_ncc(batch(true), batch(-true)).numpy()[0] == pytest.approx(-1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("kernel_type", ["rectangular", "triangular", "gaussian"])
+@pytest.mark.parametrize("window", [3, 5, 9])
+def test_lncc_matches_numpy(kernel_type, window):
+    true, pred = smooth_image((12, 13, 14)), smooth_image((12, 13, 14))
+    kernel = losses._window_kernel(window, kernel_type)
+    got = losses.lncc(batch(true), batch(pred), window_size=window, kernel_type=kernel_type).numpy()[0]
+    assert got == pytest.approx(np_lncc(true, pred, window, kernel), rel=2e-3, abs=1e-5)
+
+
+def test_lncc_rectangular_kernel_is_a_plain_box():
+    kernel = losses._window_kernel(5, "rectangular")
+    np.testing.assert_allclose(kernel, np.full(5, 0.2), rtol=1e-6)
+    tri = losses._window_kernel(5, "triangular")
+    np.testing.assert_allclose(tri, np.array([1, 2, 3, 2, 1]) / 9.0, rtol=1e-6)
+
+
+def test_lncc_identical_is_one_and_xla_path_agrees():
+    image = batch(smooth_image((16, 16, 16)))
+    assert losses.lncc(image, image).numpy()[0] == pytest.approx(1.0, abs=1e-3)
+    compiled = tf.function(lambda t, p: losses.lncc(t, p), jit_compile=True)
+    other = batch(smooth_image((16, 16, 16)))
+    assert compiled(image, other).numpy()[0] == pytest.approx(losses.lncc(image, other).numpy()[0], rel=1e-4)
+
+
+def test_gmi_matches_numpy_and_orders_alignment():
+    true, pred = smooth_image((10, 10, 10)), smooth_image((10, 10, 10))
+    got = losses.global_mutual_information(batch(true), batch(pred)).numpy()[0]
+    assert got == pytest.approx(np_gmi(true, pred), rel=1e-3)
+    self_mi = losses.global_mutual_information(batch(true), batch(true)).numpy()[0]
+    assert self_mi > 3 * got  # an image predicts itself far better than an unrelated one
+
+
+@pytest.mark.parametrize("name", ["ncc", "lncc", "gmi"])
+@pytest.mark.parametrize("which", ["constant", "zeros"])
+def test_similarities_finite_with_finite_gradients_on_flat_images(name, which):
+    fn = {"ncc": losses.global_ncc, "lncc": losses.lncc, "gmi": losses.global_mutual_information}[name]
+    flat = np.full((1, 8, 8, 8), 0.5 if which == "constant" else 0.0, np.float32)
+    for true, pred in [(flat, flat), (flat, batch(smooth_image((8, 8, 8))))]:
+        pred = tf.Variable(pred)
+        with tf.GradientTape() as tape:
+            value = tf.reduce_sum(fn(true, pred))
+        gradient = tape.gradient(value, pred)
+        assert np.isfinite(value.numpy())
+        assert np.all(np.isfinite(gradient.numpy()))
+
+
+# ---------------------------------------------------------------- labels
+def random_label(shape, threshold=0.5):
+    return (smooth_image(shape, 2.0) > threshold).astype(np.float32)
+
+
+def test_label_scores_match_numpy_and_analytic_cases():
+    true, pred = random_label((10, 11, 12)), random_label((10, 11, 12))
+    inter = np.sum(true * pred)
+    dice = 2 * inter / (true.sum() + pred.sum())
+    jaccard = inter / (true.sum() + pred.sum() - inter)
+    assert losses.dice_score(batch(true), batch(pred)).numpy()[0] == pytest.approx(dice, rel=1e-4)
+    assert losses.jaccard_index(batch(true), batch(pred)).numpy()[0] == pytest.approx(jaccard, rel=1e-4)
+    assert losses.dice_score(batch(true), batch(true)).numpy()[0] == pytest.approx(1.0, abs=1e-6)
+    disjoint = 1.0 - true
+    assert losses.dice_score(batch(true), batch(disjoint)).numpy()[0] == pytest.approx(0.0, abs=1e-6)
+    assert losses.jaccard_index(batch(true), batch(disjoint)).numpy()[0] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_cross_entropy_matches_numpy():
+    true = random_label((6, 7, 8))
+    prob = np.clip(smooth_image((6, 7, 8)), 0.01, 0.99)
+    expected = -np.mean(true * np.log(prob) + (1 - true) * np.log(1 - prob))
+    assert losses.cross_entropy(batch(true), batch(prob)).numpy()[0] == pytest.approx(expected, rel=1e-4)
+    assert losses.cross_entropy(batch(true), batch(true)).numpy()[0] == pytest.approx(0.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.0, 6.0])  # 6 takes the conv3d path (37 taps)
+def test_gaussian_smooth_matches_scipy(sigma):
+    volume = RNG.random((1, 20, 21, 22)).astype(np.float32)
+    expected = ndimage.gaussian_filter(volume[0].astype(np.float64), sigma, mode="constant", truncate=3.0)
+    np.testing.assert_allclose(losses.gaussian_smooth(volume, sigma).numpy()[0], expected, atol=1e-5)
+
+
+def test_multi_scale_loss_is_mean_over_smoothed_scales():
+    true, pred = random_label((12, 12, 12)), random_label((12, 12, 12))
+    scales = (0, 1, 2)
+    expected = np.mean(
+        [
+            1 - losses.dice_score(
+                batch(ndimage.gaussian_filter(true, s, mode="constant", truncate=3.0) if s else true),
+                batch(ndimage.gaussian_filter(pred, s, mode="constant", truncate=3.0) if s else pred),
+            ).numpy()[0]
+            for s in scales
+        ]
+    )
+    got = losses.multi_scale_loss(batch(true), batch(pred), "dice", scales).numpy()[0]
+    assert got == pytest.approx(expected, rel=1e-4)
+
+
+# ---------------------------------------------------------------- deformation
+def field_from(function, size=(10, 11, 12)):
+    grid = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float64) for s in size], indexing="ij"), -1)
+    return function(grid)[None].astype(np.float32)
+
+
+def test_bending_energy_analytic_cases():
+    matrix = RNG.standard_normal((3, 3))
+    linear = field_from(lambda x: x @ matrix + 2.0)
+    assert losses.bending_energy(linear).numpy()[0] == pytest.approx(0.0, abs=1e-6)
+    a = 0.05
+    quadratic = field_from(lambda x: np.stack([a * x[..., 0] ** 2, 0 * x[..., 0], 0 * x[..., 0]], -1))
+    assert losses.bending_energy(quadratic).numpy()[0] == pytest.approx(4 * a * a, rel=1e-4)
+    b = 0.03
+    cross = field_from(lambda x: np.stack([0 * x[..., 0], b * x[..., 0] * x[..., 2], 0 * x[..., 0]], -1))
+    assert losses.bending_energy(cross).numpy()[0] == pytest.approx(2 * b * b, rel=1e-4)
+
+
+def test_gradient_norms_analytic_and_numpy():
+    matrix = RNG.standard_normal((3, 3))
+    linear = field_from(lambda x: x @ matrix)
+    assert losses.gradient_norm(linear, "l2").numpy()[0] == pytest.approx(np.sum(matrix**2), rel=1e-5)
+    assert losses.gradient_norm(linear, "l1").numpy()[0] == pytest.approx(np.sum(np.abs(matrix)), rel=1e-5)
+    rough = RNG.standard_normal((1, 8, 9, 10, 3)).astype(np.float32)
+    grads = np.stack(np.gradient(rough[0].astype(np.float64), axis=(0, 1, 2)), -1)[1:-1, 1:-1, 1:-1]
+    assert losses.gradient_norm(rough, "l2").numpy()[0] == pytest.approx(np.mean(np.sum(grads**2, (-1, -2))), rel=1e-4)
+    assert losses.gradient_norm(rough, "l1").numpy()[0] == pytest.approx(np.mean(np.sum(np.abs(grads), (-1, -2))), rel=1e-4)
+
+
+def test_smooth_field_has_less_energy_than_rough():
+    rough = RNG.standard_normal((1, 16, 16, 16, 3)).astype(np.float32)
+    smooth = ndimage.gaussian_filter(rough, (0, 3, 3, 3, 0)).astype(np.float32)
+    for name in ["bending", "gradient-l1", "gradient-l2"]:
+        assert losses.local_displacement_energy(smooth, name) < losses.local_displacement_energy(rough, name)
+
+
+# ---------------------------------------------------------------- gradients
+GRADIENT_CASES = {
+    "ssd": lambda t, p: losses.ssd(t, p),
+    "ncc": lambda t, p: losses.global_ncc(t, p),
+    "lncc": lambda t, p: losses.lncc(t, p, window_size=3),
+    "lncc-gaussian": lambda t, p: losses.lncc(t, p, window_size=5, kernel_type="gaussian"),
+    "gmi": lambda t, p: losses.global_mutual_information(t, p, num_bins=8),
+    "dice": lambda t, p: losses.dice_score(t, p),
+    "jaccard": lambda t, p: losses.jaccard_index(t, p),
+    "cross-entropy": lambda t, p: losses.cross_entropy(t, p),
+    "multi-scale-dice": lambda t, p: losses.multi_scale_loss(t, p, "dice", (0, 1)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GRADIENT_CASES))
+def test_image_and_label_loss_gradients_match_finite_differences(name):
+    true = tf.constant(smooth_image((5, 5, 5))[None])
+    pred = tf.constant(np.clip(smooth_image((5, 5, 5)), 0.05, 0.95)[None])
+    fn = GRADIENT_CASES[name]
+    theoretical, numerical = tf.test.compute_gradient(lambda p: fn(true, p), [pred], delta=1e-3)
+    scale = max(1e-3, np.abs(numerical[0]).max())
+    np.testing.assert_allclose(theoretical[0], numerical[0], atol=0.02 * scale)
+
+
+@pytest.mark.parametrize("name", ["bending", "gradient-l1", "gradient-l2"])
+def test_deformation_gradients_match_finite_differences(name):
+    ddf = tf.constant(RNG.standard_normal((1, 6, 6, 6, 3)).astype(np.float32))
+    theoretical, numerical = tf.test.compute_gradient(
+        lambda d: losses.local_displacement_energy(d, name), [ddf], delta=1e-3
+    )
+    scale = np.abs(numerical[0]).max()
+    np.testing.assert_allclose(theoretical[0], numerical[0], atol=0.02 * scale)
+
+
+# ---------------------------------------------------------------- dispatchers and errors
+def test_dispatchers_turn_similarities_into_losses():
+    true, pred = batch(smooth_image((10, 10, 10))), batch(smooth_image((10, 10, 10)))
+    assert losses.dissimilarity_fn(true, true, "lncc").numpy() == pytest.approx(0.0, abs=1e-3)
+    assert losses.dissimilarity_fn(true, pred, "lncc") > losses.dissimilarity_fn(true, true, "lncc")
+    assert losses.dissimilarity_fn(true, pred, "gmi").numpy() == pytest.approx(
+        -losses.global_mutual_information(true, pred).numpy()[0], rel=1e-6
+    )
+    assert losses.dissimilarity_fn(true, pred, "ssd").numpy() == pytest.approx(losses.ssd(true, pred).numpy()[0])
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: losses.dissimilarity_fn(np.zeros((1, 4, 4, 4)), np.zeros((1, 4, 4, 4)), "mse"), "known image dissimilarities"),
+        (lambda: losses.local_displacement_energy(np.zeros((1, 6, 6, 6, 3)), "elastic"), "known deformation energies"),
+        (lambda: losses.ssd(np.zeros((1, 4, 4, 4)), np.zeros((1, 4, 4, 5))), "`y_pred` has shape (1, 4, 4, 5)"),
+        (lambda: losses.lncc(np.zeros((4, 4, 4)), np.zeros((4, 4, 4))), "`y_true` has shape (4, 4, 4)"),
+        (lambda: losses.lncc(np.zeros((1, 9, 9, 9)), np.zeros((1, 9, 9, 9)), window_size=4), "`window_size` is 4"),
+        (lambda: losses.bending_energy(np.zeros((1, 6, 6, 6, 2))), "`ddf` has shape (1, 6, 6, 6, 2)"),
+        (lambda: losses.multi_scale_loss(np.zeros((1, 4, 4, 4)), np.zeros((1, 4, 4, 4)), "focal"), "known label losses"),
+    ],
+)
+def test_wrong_input_gets_clear_error(call, message):
+    with pytest.raises(ValueError) as error:
+        call()
+    assert message in str(error.value)

@@ -1,0 +1,23 @@
+"""tutorial_utils: the small TensorFlow core behind the course notebooks.
+
+Modules, one concern each:
+
+- :mod:`tutorial_utils.warp`     grids, affine transforms, resampling, the ``Warping`` layer, velocity fields
+- :mod:`tutorial_utils.losses`   intensity, label and deformation losses, and their dispatchers
+- :mod:`tutorial_utils.metrics`  evaluation: Dice, Hausdorff, Jacobian determinant, affine residual
+- :mod:`tutorial_utils.data`     the data manifest, verified downloads, loaders
+- :mod:`tutorial_utils.viz`      the plots the chapters share
+- :mod:`tutorial_utils.config`   quick mode and seeds
+
+Conventions everywhere: volumes are ``(batch, d1, d2, d3)`` or
+``(batch, d1, d2, d3, channels)`` float32; coordinates and displacements are in
+voxels, index order ``(d1, d2, d3)``.
+"""
+import os as _os
+
+# TensorFlow prints several lines of start-up logs on import; the notebooks are
+# teaching material and should not open with a wall of them.  A user who sets
+# the variable themselves keeps their choice.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+__version__ = "0.1.0"
