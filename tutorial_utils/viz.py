@@ -1,0 +1,486 @@
+"""Plots and the slice viewer the chapters share.
+
+Static figures (matplotlib) take plain ``(d1, d2, d3)`` NumPy arrays; pass a
+slice index along ``axis`` (default: the middle slice). Every figure has titles,
+axis labels in voxels and, where values matter, a colour bar.
+
+The slice viewer, :func:`show_volumes`, gives a live slider (ipywidgets core
+widgets only, so it works in JupyterLab, classic Notebook and Colab) and, in
+the same output, a self-contained HTML slider over pre-rendered slices for
+places where no kernel runs (the published book, a notebook executed headless in
+CI). Jupyter front-ends show the widget; static renderers show the HTML.
+
+Colours: label overlays use the Okabe-Ito palette, which stays distinct for the
+common forms of colour blindness: true positive white, false positive orange,
+false negative sky blue (never red against green).
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import itertools
+import json
+from typing import Dict, Mapping, Optional, Sequence, Tuple
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import ListedColormap
+
+__all__ = [
+    "OVERLAY_COLOURS",
+    "overlay_rgb",
+    "plot_overlay",
+    "plot_montage",
+    "plot_registration_rows",
+    "plot_checkerboard",
+    "plot_difference",
+    "plot_deformed_grid",
+    "plot_jacobian",
+    "plot_loss_curves",
+    "show_volumes",
+    "SliceViewer",
+]
+
+#: Okabe-Ito colours for the label comparison: colour-blind safe.
+OVERLAY_COLOURS = {
+    "true positive": (1.0, 1.0, 1.0),
+    "false positive": (0.902, 0.624, 0.0),  # orange  #E69F00
+    "false negative": (0.337, 0.706, 0.914),  # sky blue #56B4E9
+}
+#: Colour of a label drawn over an image in the viewer (Okabe-Ito vermillion-free yellow).
+LABEL_COLOUR = (0.941, 0.894, 0.259)  # #F0E442
+
+
+def _volume(array, name: str) -> np.ndarray:
+    volume = np.asarray(array, dtype=np.float32)
+    volume = np.squeeze(volume)
+    if volume.ndim != 3:
+        raise ValueError(
+            f"`{name}` has shape {np.shape(array)}; it needs one volume (d1, d2, d3) "
+            "(a batch or channel axis of size 1 is dropped)."
+        )
+    return volume
+
+
+def _slice(volume: np.ndarray, axis: int, index: Optional[int]) -> np.ndarray:
+    if axis not in (0, 1, 2):
+        raise ValueError(f"`axis` is {axis}; it needs to be 0, 1 or 2 (d1, d2, d3).")
+    index = volume.shape[axis] // 2 if index is None else int(index)
+    if not 0 <= index < volume.shape[axis]:
+        raise ValueError(f"slice {index} is outside 0..{volume.shape[axis] - 1} along axis {axis}.")
+    return np.take(volume, index, axis=axis)
+
+
+def _axes_labels(ax, axis: int):
+    remaining = [name for i, name in enumerate(("d1", "d2", "d3")) if i != axis]
+    ax.set_ylabel(f"{remaining[0]} (voxels)")
+    ax.set_xlabel(f"{remaining[1]} (voxels)")
+
+
+# --------------------------------------------------------------------------
+# label comparison
+# --------------------------------------------------------------------------
+def overlay_rgb(label_pred, label_true, threshold: float = 0.5) -> np.ndarray:
+    """Colour-code the agreement of a predicted (warped) label with the true one.
+
+    Parameters
+    ----------
+    label_pred, label_true : array, same shape (any number of dimensions)
+
+    Returns
+    -------
+    ndarray ``label.shape + (3,)`` RGB in [0, 1]: black true negative, white true
+    positive, orange false positive (pred only), sky blue false negative (true only).
+    """
+    pred = np.asarray(label_pred) > threshold
+    true = np.asarray(label_true) > threshold
+    if pred.shape != true.shape:
+        raise ValueError(f"`label_pred` has shape {pred.shape} but `label_true` has {true.shape}.")
+    rgb = np.zeros(pred.shape + (3,), dtype=np.float32)
+    rgb[pred & true] = OVERLAY_COLOURS["true positive"]
+    rgb[pred & ~true] = OVERLAY_COLOURS["false positive"]
+    rgb[~pred & true] = OVERLAY_COLOURS["false negative"]
+    return rgb
+
+
+def plot_overlay(label_pred, label_true, axis: int = 2, index: Optional[int] = None, title: str = "", ax=None):
+    """One slice of :func:`overlay_rgb` with a legend of the three colours."""
+    pred = _volume(label_pred, "label_pred")
+    true = _volume(label_true, "label_true")
+    ax = ax or plt.subplots(figsize=(4.5, 4.5))[1]
+    ax.imshow(overlay_rgb(_slice(pred, axis, index), _slice(true, axis, index)), interpolation="nearest")
+    shown = true.shape[axis] // 2 if index is None else index
+    ax.set_title(title or f"warped vs true label, slice {shown} along d{axis + 1}")
+    _axes_labels(ax, axis)
+    handles = [matplotlib.patches.Patch(facecolor=c, edgecolor="grey", label=k) for k, c in OVERLAY_COLOURS.items()]
+    ax.legend(handles=handles, loc="lower right", fontsize=7, framealpha=0.8)
+    return ax
+
+
+# --------------------------------------------------------------------------
+# images
+# --------------------------------------------------------------------------
+def plot_montage(volume, axis: int = 2, count: int = 8, title: str = "", cmap: str = "gray", label=None):
+    """Evenly spaced slices of one volume, optionally with a label contour in yellow."""
+    volume = _volume(volume, "volume")
+    indices = np.linspace(0, volume.shape[axis] - 1, count + 2).round().astype(int)[1:-1]
+    columns = min(count, 4)
+    rows = int(np.ceil(count / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3 * rows), squeeze=False)
+    for ax, index in itertools.zip_longest(axes.ravel(), indices):
+        if index is None:
+            ax.axis("off")
+            continue
+        ax.imshow(_slice(volume, axis, index), cmap=cmap)
+        if label is not None:
+            ax.contour(_slice(_volume(label, "label"), axis, index), levels=[0.5], colors=[LABEL_COLOUR], linewidths=1)
+        ax.set_title(f"slice {index}", fontsize=9)
+        _axes_labels(ax, axis)
+    fig.suptitle(title or f"slices along d{axis + 1}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_registration_rows(
+    moving, fixed, warped, axis: int = 2, indices: Optional[Sequence[int]] = None, title: str = "",
+    cmap: str = "gray",
+):
+    """Rows of moving / fixed / warped slices: the classic way to judge a registration."""
+    volumes = [_volume(moving, "moving"), _volume(fixed, "fixed"), _volume(warped, "warped")]
+    depth = volumes[1].shape[axis]
+    if indices is None:
+        indices = np.linspace(0, depth - 1, 5).round().astype(int)[1:-1]
+    fig, axes = plt.subplots(len(indices), 3, figsize=(9, 3 * len(indices)), squeeze=False)
+    vmin = min(float(v.min()) for v in volumes)
+    vmax = max(float(v.max()) for v in volumes)
+    for row, index in enumerate(indices):
+        for column, (name, volume) in enumerate(zip(("moving", "fixed", "warped moving"), volumes)):
+            ax = axes[row, column]
+            ax.imshow(_slice(volume, axis, index), cmap=cmap, vmin=vmin, vmax=vmax)
+            ax.set_title(f"{name}, slice {index}", fontsize=9)
+            _axes_labels(ax, axis)
+    fig.suptitle(title or "moving / fixed / warped moving")
+    fig.tight_layout()
+    return fig
+
+
+def plot_checkerboard(first, second, axis: int = 2, index: Optional[int] = None, tiles: int = 8, title: str = "", ax=None):
+    """Alternate tiles of two images: edges that line up across tiles mean alignment."""
+    a = _slice(_volume(first, "first"), axis, index)
+    b = _slice(_volume(second, "second"), axis, index)
+    rows = (np.arange(a.shape[0]) * tiles // a.shape[0])[:, None]
+    cols = (np.arange(a.shape[1]) * tiles // a.shape[1])[None, :]
+    board = np.where((rows + cols) % 2 == 0, a, b)
+    ax = ax or plt.subplots(figsize=(4.5, 4.5))[1]
+    ax.imshow(board, cmap="gray")
+    ax.set_title(title or "checkerboard")
+    _axes_labels(ax, axis)
+    return ax
+
+
+def plot_difference(first, second, axis: int = 2, index: Optional[int] = None, title: str = "", ax=None):
+    """Signed difference ``first - second`` on a diverging colour map, with a colour bar."""
+    difference = _slice(_volume(first, "first"), axis, index) - _slice(_volume(second, "second"), axis, index)
+    limit = float(np.abs(difference).max()) or 1.0
+    ax = ax or plt.subplots(figsize=(5, 4.5))[1]
+    shown = ax.imshow(difference, cmap="PuOr", vmin=-limit, vmax=limit)
+    plt.colorbar(shown, ax=ax, label="intensity difference")
+    ax.set_title(title or "difference")
+    _axes_labels(ax, axis)
+    return ax
+
+
+# --------------------------------------------------------------------------
+# fields
+# --------------------------------------------------------------------------
+def _field(ddf) -> np.ndarray:
+    field = np.asarray(ddf, dtype=np.float32)
+    if field.ndim == 5 and field.shape[0] == 1:
+        field = field[0]
+    if field.ndim != 4 or field.shape[-1] != 3:
+        raise ValueError(f"`ddf` has shape {np.shape(ddf)}; it needs (d1, d2, d3, 3) or (1, d1, d2, d3, 3).")
+    return field
+
+
+def plot_deformed_grid(ddf, axis: int = 2, index: Optional[int] = None, spacing: int = 4, title: str = "", ax=None,
+                       background=None):
+    """The in-plane part of a DDF drawn as a deformed grid of lines.
+
+    Each grid line joins voxel positions ``x + ddf(x)`` of the fixed grid; a
+    smooth field bends the lines gently, folding makes them cross.
+    """
+    field = _field(ddf)
+    plane_axes = [i for i in range(3) if i != axis]
+    displacement = _slice(np.moveaxis(field, -1, 0)[plane_axes].transpose(1, 2, 3, 0), axis, index)
+    rows, cols = np.meshgrid(np.arange(displacement.shape[0]), np.arange(displacement.shape[1]), indexing="ij")
+    y = rows + displacement[..., 0]
+    x = cols + displacement[..., 1]
+    ax = ax or plt.subplots(figsize=(5, 5))[1]
+    if background is not None:
+        ax.imshow(_slice(_volume(background, "background"), axis, index), cmap="gray", alpha=0.6)
+    for r in range(0, y.shape[0], spacing):
+        ax.plot(x[r], y[r], color="#0072B2", linewidth=0.7)
+    for c in range(0, y.shape[1], spacing):
+        ax.plot(x[:, c], y[:, c], color="#0072B2", linewidth=0.7)
+    ax.set_xlim(-1, y.shape[1])
+    ax.set_ylim(y.shape[0], -1)
+    ax.set_aspect("equal")
+    shown = field.shape[axis] // 2 if index is None else index
+    ax.set_title(title or f"deformed grid, slice {shown} along d{axis + 1}")
+    _axes_labels(ax, axis)
+    return ax
+
+
+def plot_jacobian(jacobian, axis: int = 2, index: Optional[int] = None, title: str = "", ax=None):
+    """A slice of the Jacobian determinant: 1 no change, <1 shrink, >1 grow, <=0 folding (black)."""
+    volume = _volume(jacobian, "jacobian")
+    plane = _slice(volume, axis, index)
+    ax = ax or plt.subplots(figsize=(5.5, 4.5))[1]
+    cmap = matplotlib.colormaps["PuOr_r"].copy()
+    cmap.set_under("black")
+    shown = ax.imshow(plane, cmap=cmap, vmin=1e-6, vmax=2.0)
+    plt.colorbar(shown, ax=ax, label="det J  (black: <= 0, folding)", extend="min")
+    folding = float(np.mean(volume <= 0)) * 100
+    ax.set_title(title or f"Jacobian determinant ({folding:.3f}% of voxels fold)")
+    _axes_labels(ax, axis)
+    return ax
+
+
+def plot_loss_curves(history: Mapping[str, Sequence[float]], title: str = "loss during optimisation",
+                     xlabel: str = "iteration", log: bool = False, ax=None):
+    """Curves of one or more loss terms against iteration, each named in the legend."""
+    ax = ax or plt.subplots(figsize=(6.5, 4))[1]
+    styles = itertools.cycle(["-", "--", ":", "-."])
+    colours = itertools.cycle(["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00"])
+    for (name, values), style, colour in zip(history.items(), styles, colours):
+        ax.plot(np.arange(len(values)), values, style, color=colour, label=name)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return ax
+
+
+# --------------------------------------------------------------------------
+# the slice viewer
+# --------------------------------------------------------------------------
+def _to_rgb(plane: np.ndarray, cmap: str, limits: Tuple[float, float]) -> np.ndarray:
+    low, high = limits
+    scaled = np.clip((plane - low) / (high - low if high > low else 1.0), 0, 1)
+    return matplotlib.colormaps[cmap](scaled)[..., :3]
+
+
+def _png(rgb: np.ndarray, scale: int) -> bytes:
+    from PIL import Image
+
+    array = (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+    image = Image.fromarray(array)
+    if scale != 1:
+        image = image.resize((array.shape[1] * scale, array.shape[0] * scale), Image.NEAREST)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+class SliceViewer:
+    """Side-by-side volumes with a slice slider; see :func:`show_volumes`.
+
+    Attributes
+    ----------
+    panels : dict name -> ndarray ``(d1, d2, d3)``
+    sliders : list of ipywidgets.IntSlider
+        One per distinct volume shape: same-shaped panels share a slider.
+    """
+
+    def __init__(self, volumes: Mapping[str, np.ndarray], overlays: Optional[Mapping[str, np.ndarray]] = None,
+                 axis: int = 2, cmaps: Optional[Mapping[str, str]] = None, title: str = "",
+                 max_frames: int = 48, max_bytes: int = 1_500_000, scale: Optional[int] = None):
+        if not volumes:
+            raise ValueError("`volumes` is empty; give at least one named volume.")
+        if axis not in (0, 1, 2):
+            raise ValueError(f"`axis` is {axis}; it needs to be 0, 1 or 2 (d1, d2, d3).")
+        self.panels: Dict[str, np.ndarray] = {name: _volume(v, name) for name, v in volumes.items()}
+        self.overlays = {name: _volume(v, f"overlays[{name!r}]") for name, v in (overlays or {}).items()}
+        for name, label in self.overlays.items():
+            if name not in self.panels:
+                raise ValueError(f"overlay {name!r} names no volume; volumes are {list(self.panels)}.")
+            if label.shape != self.panels[name].shape:
+                raise ValueError(f"overlay {name!r} has shape {label.shape} but its volume has {self.panels[name].shape}.")
+        self.cmaps = {name: (cmaps or {}).get(name, "gray") for name in self.panels}
+        self.limits = {name: (float(v.min()), float(v.max())) for name, v in self.panels.items()}
+        self.title = title
+        self.axis = axis
+        self.opacity = 0.4
+        self.max_frames = max_frames
+        self.max_bytes = max_bytes
+        largest = max(max(v.shape) for v in self.panels.values())
+        self.scale = scale if scale is not None else max(1, 256 // largest)
+        self.shapes = list(dict.fromkeys(v.shape for v in self.panels.values()))
+        self._widget = None
+        self.sliders = []
+
+    # -- rendering shared by the live and static forms
+    def render(self, name: str, index: int, axis: Optional[int] = None, opacity: Optional[float] = None) -> bytes:
+        """PNG bytes of one panel's slice ``index`` along ``axis``."""
+        axis = self.axis if axis is None else axis
+        rgb = _to_rgb(_slice(self.panels[name], axis, index), self.cmaps[name], self.limits[name])
+        if name in self.overlays:
+            alpha = (self.opacity if opacity is None else opacity) * (_slice(self.overlays[name], axis, index) > 0.5)
+            rgb = rgb * (1 - alpha[..., None]) + np.array(LABEL_COLOUR) * alpha[..., None]
+        return _png(rgb, self.scale)
+
+    def _group(self, name: str) -> int:
+        return self.shapes.index(self.panels[name].shape)
+
+    # -- live form
+    @property
+    def widget(self):
+        """The ipywidgets form: sliders (one per shape), axis choice, opacity, images."""
+        if self._widget is None:
+            self._widget = self._build_widget()
+        return self._widget
+
+    def _build_widget(self):
+        import ipywidgets as widgets
+
+        axis_choice = widgets.Dropdown(options=[("d1", 0), ("d2", 1), ("d3", 2)], value=self.axis,
+                                       description="axis", layout=widgets.Layout(width="140px"))
+        self.sliders = [
+            widgets.IntSlider(value=shape[self.axis] // 2, min=0, max=shape[self.axis] - 1,
+                              description="slice" if len(self.shapes) == 1 else f"slice {i + 1}",
+                              continuous_update=True)
+            for i, shape in enumerate(self.shapes)
+        ]
+        opacity = widgets.FloatSlider(value=self.opacity, min=0.0, max=1.0, step=0.05, description="label opacity")
+        images = {name: widgets.Image(format="png") for name in self.panels}
+
+        def redraw(*_):
+            for name, image in images.items():
+                slider = self.sliders[self._group(name)]
+                image.value = self.render(name, slider.value, axis_choice.value, opacity.value)
+
+        def change_axis(change):
+            for slider, shape in zip(self.sliders, self.shapes):
+                slider.max = shape[change["new"]] - 1
+                slider.value = min(slider.value, slider.max)
+            redraw()
+
+        for slider in self.sliders:
+            slider.observe(redraw, names="value")
+        opacity.observe(redraw, names="value")
+        axis_choice.observe(change_axis, names="value")
+        redraw()
+        controls = [axis_choice, *self.sliders] + ([opacity] if self.overlays else [])
+        panels = [widgets.VBox([widgets.HTML(f"<b>{html.escape(name)}</b>"), image]) for name, image in images.items()]
+        header = [widgets.HTML(f"<h4>{html.escape(self.title)}</h4>")] if self.title else []
+        return widgets.VBox(header + [widgets.HBox(controls), widgets.HBox(panels)])
+
+    # -- static form
+    def frame_indices(self) -> Dict[Tuple[int, int, int], list]:
+        """Slice indices pre-rendered for the static form, per volume shape."""
+        return {shape: sorted(set(np.linspace(0, shape[self.axis] - 1, min(self.max_frames, shape[self.axis]))
+                                  .round().astype(int).tolist())) for shape in self.shapes}
+
+    def to_html(self) -> str:
+        """Self-contained HTML: images as data URIs and a few lines of inline JavaScript.
+
+        Keeps under ``max_bytes`` by dropping frames evenly when needed; loads
+        nothing from the network.
+        """
+        indices = self.frame_indices()
+        while True:
+            frames = {name: [base64.b64encode(self.render(name, i)).decode() for i in indices[v.shape]]
+                      for name, v in self.panels.items()}
+            size = sum(len(f) for group in frames.values() for f in group)
+            if size <= self.max_bytes or max(len(i) for i in indices.values()) <= 2:
+                break
+            indices = {shape: index[::2] for shape, index in indices.items()}
+        uid = f"tu-viewer-{id(self):x}-{np.random.randint(1 << 30):x}"
+        parts = [f'<div class="tu-slice-viewer" id="{uid}" data-frames="{max(len(i) for i in indices.values())}">']
+        if self.title:
+            parts.append(f"<div><b>{html.escape(self.title)}</b></div>")
+        for group, shape in enumerate(self.shapes):
+            count = len(indices[shape])
+            label = "slice" if len(self.shapes) == 1 else f"slice {group + 1}"
+            parts.append(
+                f'<label>{label} along d{self.axis + 1}: <input type="range" min="0" max="{count - 1}" '
+                f'value="{count // 2}" data-group="{group}" aria-label="{label}"> '
+                f'<span data-readout="{group}">{indices[shape][count // 2]}</span></label><br>'
+            )
+        parts.append('<div style="display:flex;flex-wrap:wrap;gap:8px">')
+        for name, volume in self.panels.items():
+            group = self._group(name)
+            middle = len(indices[volume.shape]) // 2
+            parts.append(
+                f'<figure style="margin:0"><figcaption><b>{html.escape(name)}</b></figcaption>'
+                f'<img data-group="{group}" alt="{html.escape(name)} slice" '
+                f'src="data:image/png;base64,{frames[name][middle]}"></figure>'
+            )
+        parts.append("</div>")
+        slices = [indices[shape] for shape in self.shapes]
+        parts.append(
+            "<script>(function(){"
+            f"var root=document.getElementById('{uid}');"
+            f"var frames={json.dumps([frames[name] for name in self.panels])};"
+            f"var slices={json.dumps(slices)};"
+            "var imgs=root.querySelectorAll('img');"
+            "root.querySelectorAll('input[type=range]').forEach(function(slider){"
+            "slider.addEventListener('input',function(){"
+            "var g=+slider.dataset.group,i=+slider.value;"
+            "root.querySelector('[data-readout=\"'+g+'\"]').textContent=slices[g][i];"
+            "imgs.forEach(function(img,k){if(+img.dataset.group===g){"
+            "img.src='data:image/png;base64,'+frames[k][i];}});});});"
+            "})();</script></div>"
+        )
+        return "".join(parts)
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        bundle = {"text/plain": f"SliceViewer({', '.join(self.panels)}; static slider below when no widgets)",
+                  "text/html": self.to_html()}
+        try:
+            widget_bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude) or {}
+        except Exception:  # no ipywidgets or no kernel: the static form is enough
+            widget_bundle = {}
+        bundle.update({k: v for k, v in widget_bundle.items() if k != "text/plain"})
+        return bundle
+
+
+def show_volumes(volumes: Mapping[str, np.ndarray], overlays: Optional[Mapping[str, np.ndarray]] = None,
+                 axis: int = 2, cmaps: Optional[Mapping[str, str]] = None, title: str = "", **options) -> SliceViewer:
+    """Show named volumes side by side with a slice slider.
+
+    Parameters
+    ----------
+    volumes : dict name -> array ``(d1, d2, d3)``
+        Size-1 batch/channel axes are dropped. Volumes of the same shape share a
+        slider; each is scaled to its own min-max.
+    overlays : dict name -> label ``(d1, d2, d3)``, optional
+        A label drawn in yellow over the volume of the same name, with an
+        opacity slider.
+    axis : {0, 1, 2}
+        The axis to slice along first (the live viewer can change it).
+    cmaps : dict name -> matplotlib colour map name, optional
+        Default ``gray``; use e.g. ``viridis`` for a displacement magnitude.
+    title : str
+    **options
+        ``max_frames`` (48) and ``max_bytes`` (1.5 MB) bound the static form.
+
+    Returns
+    -------
+    SliceViewer
+        Displayed by Jupyter as a live widget where widgets work, and as a
+        self-contained HTML slider elsewhere (the book, headless runs).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> viewer = show_volumes({"image": np.random.rand(8, 9, 10)})
+    >>> viewer.frame_indices()[(8, 9, 10)][-1]
+    9
+    """
+    return SliceViewer(volumes, overlays=overlays, axis=axis, cmaps=cmaps, title=title, **options)
