@@ -238,8 +238,7 @@ def plot_jacobian(jacobian, axis: int = 2, index: Optional[int] = None, title: s
     volume = _volume(jacobian, "jacobian")
     plane = _slice(volume, axis, index)
     ax = ax or plt.subplots(figsize=(5.5, 4.5))[1]
-    cmap = matplotlib.colormaps["PuOr_r"].copy()
-    cmap.set_under("black")
+    cmap = matplotlib.colormaps["PuOr_r"].with_extremes(under="black")
     shown = ax.imshow(plane, cmap=cmap, vmin=1e-6, vmax=2.0)
     plt.colorbar(shown, ax=ax, label="det J  (black: <= 0, folding)", extend="min")
     folding = float(np.mean(volume <= 0)) * 100
