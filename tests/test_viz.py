@@ -60,7 +60,7 @@ def test_static_html_has_expected_frames_and_stays_in_budget():
     tight = viz.show_volumes({"noise": RNG.random((128, 128, 64))}, max_bytes=200_000).to_html()
     assert len(tight) < 260_000
     count = len(re.search(r"var slices=\[(\[.*?\])\]", tight).group(1).split(","))
-    assert 2 <= count < 48
+    assert 2 <= count < 40
 
 
 def test_mimebundle_offers_widget_and_static_html():

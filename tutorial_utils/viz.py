@@ -39,6 +39,8 @@ __all__ = [
     "plot_deformed_grid",
     "plot_jacobian",
     "plot_loss_curves",
+    "plot_grid_3d",
+    "plot_training_schematic",
     "show_volumes",
     "SliceViewer",
 ]
@@ -265,6 +267,91 @@ def plot_loss_curves(history: Mapping[str, Sequence[float]], title: str = "loss 
     return ax
 
 
+def plot_grid_3d(ddf, spacing: int = 1, title: str = "a 3-D grid warped by a DDF", ax=None):
+    """Draw the lines of a small 3-D voxel grid, each point moved by ``ddf``.
+
+    Parameters
+    ----------
+    ddf : array ``(d1, d2, d3, 3)`` or ``(1, d1, d2, d3, 3)``, in voxels; keep it small (e.g. 6x6x6).
+    spacing : int
+        Draw every ``spacing``-th grid line.
+    """
+    field = _field(ddf)
+    size = field.shape[:3]
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in size], indexing="ij"), -1).astype(float)
+    moved = grid + field
+    if ax is None:
+        ax = plt.figure(figsize=(6, 6)).add_subplot(projection="3d")
+    for axis in range(3):
+        others = [i for i in range(3) if i != axis]
+        for a in range(0, size[others[0]], spacing):
+            for b in range(0, size[others[1]], spacing):
+                index = [slice(None)] * 3
+                index[others[0]], index[others[1]] = a, b
+                original = grid[tuple(index)]
+                line = moved[tuple(index)]
+                ax.plot(*original.T, color="#BBBBBB", linewidth=0.6)
+                ax.plot(*line.T, color="#0072B2", linewidth=1.0)
+    ax.scatter(*moved.reshape(-1, 3).T, s=6, color="#D55E00")
+    ax.set_xlabel("d1 (voxels)")
+    ax.set_ylabel("d2 (voxels)")
+    ax.set_zlabel("d3 (voxels)")
+    ax.set_title(title + "\n(grey: regular grid, blue: warped, orange: displaced voxel centres)", fontsize=10)
+    return ax
+
+
+_SCHEMATICS = {
+    "unsupervised": ("image dissimilarity\n(warped moving vs fixed image)", False, True),
+    "weakly supervised": ("label dissimilarity\n(warped moving vs fixed label)", True, False),
+    "combined": ("image + label dissimilarity", True, True),
+}
+
+
+def plot_training_schematic(kind: str, ax=None):
+    """Our own block diagram of a registration network trained ``unsupervised``,
+    ``weakly supervised`` or ``combined``: inputs, network, DDF, warping, losses."""
+    if kind not in _SCHEMATICS:
+        raise ValueError(f"`kind` is {kind!r}; choose one of {list(_SCHEMATICS)}.")
+    loss_text, uses_labels, uses_images = _SCHEMATICS[kind]
+    ax = ax or plt.subplots(figsize=(9, 3.6))[1]
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, 4)
+    ax.axis("off")
+
+    def box(x, y, text, colour):
+        ax.text(x, y, text, ha="center", va="center", fontsize=8.5,
+                bbox=dict(boxstyle="round,pad=0.4", facecolor=colour, edgecolor="#333333"))
+
+    def arrow(start, end, style="-|>"):
+        ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle=style, color="#333333", lw=1.1))
+
+    box(1.0, 3.2, "moving image", "#DDEEFF")
+    box(1.0, 2.2, "fixed image", "#DDEEFF")
+    if uses_labels:
+        box(1.0, 0.6, "moving label\n(training only)", "#FFF2CC")
+        box(5.0, 0.45, "fixed label\n(training only)", "#FFF2CC")
+    box(3.2, 2.7, "registration\nnetwork", "#E5E5E5")
+    box(5.0, 2.7, "DDF", "#E0F0E0")
+    box(6.6, 2.7, "warping", "#E5E5E5")
+    box(8.6, 3.3, "deformation loss\n(smoothness)", "#F4D6E8")
+    box(8.6, 1.6, loss_text, "#F4D6E8")
+    arrow((1.6, 3.2), (2.5, 2.85))
+    arrow((1.6, 2.2), (2.5, 2.55))
+    arrow((3.9, 2.7), (4.6, 2.7))
+    arrow((5.4, 2.7), (6.1, 2.7))
+    arrow((5.0, 3.0), (7.6, 3.3))
+    arrow((1.6, 3.35), (6.4, 3.0), style="-|>")
+    if uses_labels:
+        arrow((1.8, 0.6), (6.4, 2.4))
+    arrow((7.1, 2.6), (7.6, 1.8))
+    if uses_images:
+        arrow((1.6, 2.05), (7.5, 1.5))
+    if uses_labels:
+        arrow((5.6, 0.5), (7.6, 1.4))
+    ax.set_title(f"{kind} training: what the loss compares", fontsize=11)
+    return ax
+
+
 # --------------------------------------------------------------------------
 # the slice viewer
 # --------------------------------------------------------------------------
@@ -298,7 +385,7 @@ class SliceViewer:
 
     def __init__(self, volumes: Mapping[str, np.ndarray], overlays: Optional[Mapping[str, np.ndarray]] = None,
                  axis: int = 2, cmaps: Optional[Mapping[str, str]] = None, title: str = "",
-                 max_frames: int = 48, max_bytes: int = 1_500_000, scale: Optional[int] = None):
+                 max_frames: int = 40, max_bytes: int = 1_000_000, scale: Optional[int] = None):
         if not volumes:
             raise ValueError("`volumes` is empty; give at least one named volume.")
         if axis not in (0, 1, 2):
@@ -327,11 +414,16 @@ class SliceViewer:
     def render(self, name: str, index: int, axis: Optional[int] = None, opacity: Optional[float] = None) -> bytes:
         """PNG bytes of one panel's slice ``index`` along ``axis``."""
         axis = self.axis if axis is None else axis
-        rgb = _to_rgb(_slice(self.panels[name], axis, index), self.cmaps[name], self.limits[name])
+        plane = _slice(self.panels[name], axis, index)
+        if self.cmaps[name] == "gray" and name not in self.overlays:
+            low, high = self.limits[name]
+            grey = np.clip((plane - low) / (high - low if high > low else 1.0), 0, 1)
+            return _png(grey, 1)  # one channel: a third of the size of RGB
+        rgb = _to_rgb(plane, self.cmaps[name], self.limits[name])
         if name in self.overlays:
             alpha = (self.opacity if opacity is None else opacity) * (_slice(self.overlays[name], axis, index) > 0.5)
             rgb = rgb * (1 - alpha[..., None]) + np.array(LABEL_COLOUR) * alpha[..., None]
-        return _png(rgb, self.scale)
+        return _png(rgb, 1)
 
     def _group(self, name: str) -> int:
         return self.shapes.index(self.panels[name].shape)
@@ -356,7 +448,9 @@ class SliceViewer:
             for i, shape in enumerate(self.shapes)
         ]
         opacity = widgets.FloatSlider(value=self.opacity, min=0.0, max=1.0, step=0.05, description="label opacity")
-        images = {name: widgets.Image(format="png") for name in self.panels}
+        images = {name: widgets.Image(format="png", layout=widgets.Layout(
+            width=f"{self.panels[name].shape[[i for i in range(3) if i != self.axis][1]] * self.scale}px"))
+            for name in self.panels}
 
         def redraw(*_):
             for name, image in images.items():
@@ -418,6 +512,8 @@ class SliceViewer:
             parts.append(
                 f'<figure style="margin:0"><figcaption><b>{html.escape(name)}</b></figcaption>'
                 f'<img data-group="{group}" alt="{html.escape(name)} slice" '
+                f'style="width:{volume.shape[[i for i in range(3) if i != self.axis][1]] * self.scale}px;'
+                f'image-rendering:pixelated" '
                 f'src="data:image/png;base64,{frames[name][middle]}"></figure>'
             )
         parts.append("</div>")
@@ -467,7 +563,7 @@ def show_volumes(volumes: Mapping[str, np.ndarray], overlays: Optional[Mapping[s
         Default ``gray``; use e.g. ``viridis`` for a displacement magnitude.
     title : str
     **options
-        ``max_frames`` (48) and ``max_bytes`` (1.5 MB) bound the static form.
+        ``max_frames`` (40) and ``max_bytes`` (1 MB of images) bound the static form.
 
     Returns
     -------
