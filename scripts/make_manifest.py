@@ -16,7 +16,7 @@ DATASETS = {
     "hnct": {
         "description": (
             "Head-and-neck CT of one patient, 128x128x37 voxels, int16 Hounsfield units, with a "
-            "two-channel label: spinal cord (channel 0) and brainstem (channel 1)."
+            "two-channel label: brainstem (channel 0, slices 21-26) and spinal cord (channel 1, slices 0-20)."
         ),
         "citation": (
             "Vallieres M. et al. Radiomics strategies for risk assessment of tumour failure in "

@@ -333,9 +333,10 @@ def load_head_neck_ct(normalise: bool = True) -> Dict[str, np.ndarray]:
     dict with
         ``image``: ``(128, 128, 37)`` float32; axial slices along d3. Min-max
         rescaled to ``[0, 1]`` if ``normalise`` (the default), else Hounsfield units.
-        ``labels``: ``(128, 128, 37, 2)`` float32 in {0, 1}; channel 0 the spinal
-        cord, channel 1 the brainstem.
-        ``label_names``: ``("spinal cord", "brainstem")``.
+        ``labels``: ``(128, 128, 37, 2)`` float32 in {0, 1}; channel 0 the
+        brainstem (slices 21-26, towards the head), channel 1 the spinal cord
+        (slices 0-20, a thin column down the neck).
+        ``label_names``: ``("brainstem", "spinal cord")``.
     """
     import h5py
 
@@ -346,7 +347,7 @@ def load_head_neck_ct(normalise: bool = True) -> Dict[str, np.ndarray]:
     return {
         "image": _min_max(image) if normalise else image,
         "labels": labels,
-        "label_names": ("spinal cord", "brainstem"),
+        "label_names": ("brainstem", "spinal cord"),
     }
 
 

@@ -249,19 +249,25 @@ def global_mutual_information(
 # --------------------------------------------------------------------------
 # labels
 # --------------------------------------------------------------------------
-def dice_score(y_true, y_pred, eps: float = EPS) -> tf.Tensor:
+def dice_score(y_true, y_pred, squared: bool = False, eps: float = EPS) -> tf.Tensor:
     r"""Soft Dice score.
 
     .. math:: \mathrm{Dice} = \frac{2 \sum_v t_v p_v + \epsilon}{\sum_v t_v + \sum_v p_v + \epsilon}
 
     over all voxels (and channels) of each batch element; labels are
-    probabilities in ``[0, 1]``. Returns ``(batch,)``: 1 for a label with
-    itself, about 0 for disjoint labels.
+    probabilities in ``[0, 1]``. With ``squared=True`` the denominator is
+    :math:`\sum_v t_v^2 + \sum_v p_v^2` instead: identical for binary labels, but
+    for soft (e.g. smoothed) labels it still gives exactly 1 for a label with
+    itself, which is why the multi-scale loss uses it.
+    Returns ``(batch,)``: 1 for a label with itself, about 0 for disjoint labels.
     """
     y_true, y_pred = _pair(y_true, y_pred, "label")
     axes = [1, 2, 3, 4]
     overlap = tf.reduce_sum(y_true * y_pred, axis=axes)
-    total = tf.reduce_sum(y_true, axis=axes) + tf.reduce_sum(y_pred, axis=axes)
+    if squared:
+        total = tf.reduce_sum(tf.square(y_true), axis=axes) + tf.reduce_sum(tf.square(y_pred), axis=axes)
+    else:
+        total = tf.reduce_sum(y_true, axis=axes) + tf.reduce_sum(y_pred, axis=axes)
     return (2.0 * overlap + eps) / (total + eps)
 
 
@@ -330,7 +336,7 @@ def gaussian_smooth(volume, sigma: float) -> tf.Tensor:
 
 
 _LABEL_LOSSES = {
-    "dice": lambda t, p: 1.0 - dice_score(t, p),
+    "dice": lambda t, p: 1.0 - dice_score(t, p, squared=True),
     "jaccard": lambda t, p: 1.0 - jaccard_index(t, p),
     "cross-entropy": cross_entropy,
 }
@@ -350,7 +356,8 @@ def multi_scale_loss(
     y_true, y_pred : tensor
         ``(batch, d1, d2, d3)`` or ``(batch, d1, d2, d3, channels)`` labels in ``[0, 1]``.
     loss_type : {"dice", "jaccard", "cross-entropy"}
-        ``dice`` and ``jaccard`` use ``1 - score``.
+        ``dice`` uses ``1 - dice_score(squared=True)``, which stays 0 for a
+        smoothed label with itself; ``jaccard`` uses ``1 - jaccard_index``.
     scales : sequence of float
         Gaussian standard deviations in voxels; 0 means unsmoothed.
 
