@@ -66,7 +66,7 @@ print(describe_mode())'''
 
 def setup_cell(url, version):
     cell = nbformat.v4.new_code_cell(SETUP.format(url=url, version=version))
-    cell.metadata["tags"] = ["header-setup"]
+    cell.metadata["tags"] = ["header-setup", "hide-input"]
     return cell
 
 
@@ -79,7 +79,9 @@ def apply(notebook_path: Path, colab_path: str, check: bool) -> bool:
     tags = [c.metadata.get("tags", []) for c in cells[:2]]
     has_header = len(cells) >= 2 and "header-badge" in tags[0] and "header-setup" in tags[1]
     current = cells[:2] if has_header else []
-    up_to_date = has_header and all(a.source == b.source for a, b in zip(current, wanted))
+    up_to_date = has_header and all(
+        a.source == b.source and a.metadata.get("tags") == b.metadata.get("tags") for a, b in zip(current, wanted)
+    )
     if not check and not up_to_date:
         notebook.cells = wanted + (cells[2:] if has_header else cells)
         nbformat.write(notebook, notebook_path)
