@@ -27,6 +27,7 @@ __all__ = [
     "warp_grid",
     "random_transform_generator",
     "identity_affine",
+    "centre_affine",
     "resample",
     "Warping",
     "ddf_from_affine",
@@ -196,6 +197,32 @@ def random_transform_generator(
         theta, *_ = np.linalg.lstsq(corners_h, moved, rcond=None)
         thetas.append(theta)
     return tf.constant(np.stack(thetas), dtype=tf.float32)
+
+
+def centre_affine(theta, grid_size: Sequence[int]) -> tf.Tensor:
+    """The same affine, but acting about the volume's centre instead of voxel (0, 0, 0).
+
+    ``warp_grid`` applies ``theta`` to voxel coordinates, so its linear part
+    pivots about the corner voxel; a rotation or scaling then also shifts the
+    centre of the volume. This returns ``theta'`` with the same linear part and
+    the translation adjusted so that ``x -> c + (x - c) A + t``, where ``c`` is
+    the centre: useful for augmentation, where the volume should stay in view.
+
+    Parameters
+    ----------
+    theta : tensor ``(batch, 4, 3)``
+    grid_size : sequence of 3 int
+
+    Returns
+    -------
+    tf.Tensor ``(batch, 4, 3)``
+    """
+    _check_theta(theta)
+    theta = _as_float32(theta, "theta")
+    centre = (tf.constant([float(s) for s in grid_size]) - 1.0) / 2.0
+    linear = theta[:, :3, :]
+    shift = centre - tf.einsum("q,bqp->bp", centre, linear)
+    return tf.concat([linear, (theta[:, 3, :] + shift)[:, None, :]], axis=1)
 
 
 # --------------------------------------------------------------------------
