@@ -180,21 +180,21 @@ def test_bending_energy_analytic_cases():
     assert losses.bending_energy(linear).numpy()[0] == pytest.approx(0.0, abs=1e-6)
     a = 0.05
     quadratic = field_from(lambda x: np.stack([a * x[..., 0] ** 2, 0 * x[..., 0], 0 * x[..., 0]], -1))
-    assert losses.bending_energy(quadratic).numpy()[0] == pytest.approx(4 * a * a, rel=1e-4)
+    assert losses.bending_energy(quadratic).numpy()[0] == pytest.approx(4 * a * a / 3, rel=1e-4)
     b = 0.03
     cross = field_from(lambda x: np.stack([0 * x[..., 0], b * x[..., 0] * x[..., 2], 0 * x[..., 0]], -1))
-    assert losses.bending_energy(cross).numpy()[0] == pytest.approx(2 * b * b, rel=1e-4)
+    assert losses.bending_energy(cross).numpy()[0] == pytest.approx(2 * b * b / 3, rel=1e-4)
 
 
 def test_gradient_norms_analytic_and_numpy():
     matrix = RNG.standard_normal((3, 3))
     linear = field_from(lambda x: x @ matrix)
-    assert losses.gradient_norm(linear, "l2").numpy()[0] == pytest.approx(np.sum(matrix**2), rel=1e-5)
-    assert losses.gradient_norm(linear, "l1").numpy()[0] == pytest.approx(np.sum(np.abs(matrix)), rel=1e-5)
+    assert losses.gradient_norm(linear, "l2").numpy()[0] == pytest.approx(np.sum(matrix**2) / 3, rel=1e-5)
+    assert losses.gradient_norm(linear, "l1").numpy()[0] == pytest.approx(np.sum(np.abs(matrix)) / 3, rel=1e-5)
     rough = RNG.standard_normal((1, 8, 9, 10, 3)).astype(np.float32)
     grads = np.stack(np.gradient(rough[0].astype(np.float64), axis=(0, 1, 2)), -1)[1:-1, 1:-1, 1:-1]
-    assert losses.gradient_norm(rough, "l2").numpy()[0] == pytest.approx(np.mean(np.sum(grads**2, (-1, -2))), rel=1e-4)
-    assert losses.gradient_norm(rough, "l1").numpy()[0] == pytest.approx(np.mean(np.sum(np.abs(grads), (-1, -2))), rel=1e-4)
+    assert losses.gradient_norm(rough, "l2").numpy()[0] == pytest.approx(np.mean(np.sum(grads**2, (-1, -2))) / 3, rel=1e-4)
+    assert losses.gradient_norm(rough, "l1").numpy()[0] == pytest.approx(np.mean(np.sum(np.abs(grads), (-1, -2))) / 3, rel=1e-4)
 
 
 def test_smooth_field_has_less_energy_than_rough():

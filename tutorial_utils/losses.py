@@ -407,12 +407,14 @@ def _central_differences(field):
 def bending_energy(ddf) -> tf.Tensor:
     r"""Bending energy of a displacement field, by central differences.
 
-    .. math:: B = \frac{1}{N}\sum_v \sum_{c} \Big(\sum_{i} (\partial_{ii} u_c)^2
+    .. math:: B = \frac{1}{3N}\sum_v \sum_{c=1}^{3} \Big(\sum_{i} (\partial_{ii} u_c)^2
               + 2\sum_{i<j} (\partial_{ij} u_c)^2\Big)
 
-    Derivatives are central differences in voxel units (second derivatives apply
-    them twice, cropping 4 voxels per axis). A linear (affine) field has
-    energy 0; ``u_1 = a x_1^2`` has energy ``4 a^2``.
+    i.e. the mean over voxels *and* the three displacement components (the
+    normalisation of the original tutorial's toolkit, so that its weights carry
+    over). Derivatives are central differences in voxel units (second
+    derivatives apply them twice, cropping 4 voxels per axis). A linear
+    (affine) field has energy 0; ``u_1 = a x_1^2`` has energy ``4 a^2 / 3``.
 
     Parameters
     ----------
@@ -429,17 +431,18 @@ def bending_energy(ddf) -> tf.Tensor:
         tf.square(d_11) + tf.square(d_22) + tf.square(d_33)
         + 2.0 * (tf.square(d_12) + tf.square(d_13) + tf.square(d_23))
     )
-    return tf.reduce_mean(tf.reduce_sum(energy, axis=-1), axis=[1, 2, 3])
+    return tf.reduce_mean(energy, axis=[1, 2, 3, 4])
 
 
 def gradient_norm(ddf, norm: str = "l2") -> tf.Tensor:
     r"""Mean L1 or squared-L2 norm of the displacement gradient.
 
-    .. math:: G_{L2} = \frac{1}{N}\sum_v \sum_{c,i} (\partial_i u_c)^2,\qquad
-              G_{L1} = \frac{1}{N}\sum_v \sum_{c,i} |\partial_i u_c|
+    .. math:: G_{L2} = \frac{1}{3N}\sum_v \sum_{c,i} (\partial_i u_c)^2,\qquad
+              G_{L1} = \frac{1}{3N}\sum_v \sum_{c,i} |\partial_i u_c|
 
-    with central differences on the interior. A constant field (a translation)
-    has 0; the field ``u = x A`` has ``G_{L2} = \sum A_{ij}^2``.
+    (mean over voxels and the three components, summed over the three
+    directions), with central differences on the interior. A constant field (a
+    translation) has 0; the field ``u = x A`` has ``G_{L2} = \sum A_{ij}^2 / 3``.
 
     Parameters
     ----------
@@ -451,9 +454,9 @@ def gradient_norm(ddf, norm: str = "l2") -> tf.Tensor:
     ddf = _check_ddf(ddf)
     if norm not in ("l1", "l2"):
         raise ValueError(f"`norm` is {norm!r}; it needs to be 'l1' or 'l2'.")
-    derivatives = tf.stack(_central_differences(ddf), axis=-1)
+    derivatives = tf.stack(_central_differences(ddf), axis=-1)  # (..., component, direction)
     per_voxel = tf.abs(derivatives) if norm == "l1" else tf.square(derivatives)
-    return tf.reduce_mean(tf.reduce_sum(per_voxel, axis=[-1, -2]), axis=[1, 2, 3])
+    return tf.reduce_mean(tf.reduce_sum(per_voxel, axis=-1), axis=[1, 2, 3, 4])
 
 
 # --------------------------------------------------------------------------
