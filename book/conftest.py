@@ -1,5 +1,4 @@
 """pytest settings for the notebooks: report how long each chapter took under nbval."""
-import time
 from collections import defaultdict
 from pathlib import Path
 

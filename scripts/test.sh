@@ -21,5 +21,9 @@ $PY -m pytest --nbval-lax book/chapters -q -p no:cacheprovider
 echo "== the book"
 bash scripts/build_book.sh
 
+echo "== the student edition (solutions removed) and its book"
+$PY scripts/make_student_edition.py --book --out student_edition
+.venv/bin/jupyter-book build student_edition -W -n --keep-going --quiet
+
 echo "== the built book in a browser"
 $PY -m pytest tests/test_book_in_browser.py -q

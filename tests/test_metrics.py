@@ -68,6 +68,8 @@ def test_jacobian_of_quadratic_field_and_folding():
     np.testing.assert_allclose(det[1:-1, 2, 2], 1 - 2 * a * np.arange(1, 11), atol=1e-5)
     assert metrics.folding_fraction(ddf) == pytest.approx(np.mean(det <= 0))
     assert metrics.folding_fraction(np.zeros((1, 5, 5, 5, 3))) == 0.0
+    inner = det[2:-2, 2:-2, 2:-2]
+    assert metrics.folding_fraction(ddf, margin=2) == pytest.approx(np.mean(inner <= 0))
 
 
 def test_affine_residual_zero_for_exact_inverse_and_grows_otherwise():

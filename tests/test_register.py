@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 from scipy import ndimage
 
-from tutorial_utils import metrics, register, warp
+from tutorial_utils import register, warp
 
 RNG = np.random.default_rng(5)
 

@@ -160,9 +160,25 @@ def jacobian_determinant(ddf) -> np.ndarray:
     return dets if field.ndim == 5 else dets[0]
 
 
-def folding_fraction(ddf) -> float:
-    """Fraction of voxels where the Jacobian determinant is ``<= 0`` (folding)."""
-    return float(np.mean(jacobian_determinant(ddf) <= 0))
+def folding_fraction(ddf, margin: int = 0) -> float:
+    """Fraction of voxels where the Jacobian determinant is ``<= 0`` (folding).
+
+    Parameters
+    ----------
+    ddf : array ``(batch, d1, d2, d3, 3)`` or ``(d1, d2, d3, 3)``, in voxels.
+    margin : int
+        Leave out this many voxels at each border. The central-difference
+        bending energy of :mod:`tutorial_utils.losses` only sees voxels at least 2
+        from the border, so ``margin=2`` measures folding where it regularises.
+    """
+    det = jacobian_determinant(ddf)
+    if margin:
+        if det.ndim == 3:
+            det = det[None]
+        if min(det.shape[1:]) <= 2 * margin:
+            raise ValueError(f"`margin` {margin} leaves no voxels of a field of shape {det.shape[1:]}.")
+        det = det[:, margin:-margin, margin:-margin, margin:-margin]
+    return float(np.mean(det <= 0))
 
 
 def affine_residual(theta_estimated, theta_true, grid_size: Sequence[int]) -> Tuple[float, float]:

@@ -135,7 +135,7 @@ def make_ddf_step(
         optimiser.apply_gradients(zip(gradients, [field]))
         return loss, image_term, deform_term
 
-    return step, field, tf.function(to_ddf, jit_compile=jit_compile)
+    return step, field, to_ddf
 
 
 def register_ddf(

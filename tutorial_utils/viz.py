@@ -26,7 +26,6 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.colors import ListedColormap
 
 __all__ = [
     "OVERLAY_COLOURS",

@@ -289,7 +289,6 @@ def _trilinear(vol, loc, sizes, has_channels):
     channels = vol.shape[-1]
     out_spatial = tf.shape(loc)[1:4]
     batch = tf.shape(vol)[0]
-    flat_vol = tf.reshape(vol, [batch, d1 * d2 * d3, channels])
     flat_loc = tf.reshape(loc, [batch, -1, 3])
 
     upper = tf.constant([d1 - 1, d2 - 1, d3 - 1], dtype=tf.float32)
