@@ -325,6 +325,13 @@ def _min_max(volume: np.ndarray) -> np.ndarray:
     return (volume - low) / (high - low) if high > low else np.zeros_like(volume)
 
 
+def _robust_rescale(volume: np.ndarray) -> np.ndarray:
+    """Clip to the 0.5th-99.5th percentiles, then rescale to [0, 1]: a few extreme
+    voxels (scanner padding, metal) cannot squeeze the tissue contrast."""
+    low, high = np.percentile(volume, [0.5, 99.5])
+    return _min_max(np.clip(volume.astype(np.float32), low, high))
+
+
 def load_head_neck_ct(normalise: bool = True) -> Dict[str, np.ndarray]:
     """The head-and-neck CT and its two labels.
 
@@ -385,7 +392,8 @@ class LungPairs:
     Attributes
     ----------
     moving_images, fixed_images : ndarray ``(pairs, d1, d2, d3)`` float32 in [0, 1]
-        Expiration (moving) and inspiration (fixed) CT, each min-max rescaled.
+        Expiration (moving) and inspiration (fixed) CT, each clipped to its 0.5th-99.5th
+        intensity percentiles and rescaled to [0, 1].
     moving_labels, fixed_labels : ndarray ``(pairs, d1, d2, d3)`` float32 in {0, 1}
         Lung masks (always the real ones).
     cases : list of str
@@ -503,7 +511,7 @@ def load_lung_pairs(
                 image = standin_ct_from_mask(label, f"{case}/{side}")
             else:
                 image = _resize(read(f"{side}_images", case), target, label=False)
-            arrays[f"{side}_images"].append(_min_max(image))
+            arrays[f"{side}_images"].append(_robust_rescale(image))
             arrays[f"{side}_labels"].append(label)
     spacing = tuple(float(s * o / t) for s, o, t in zip(LUNG_SPACING, LUNG_SIZE, target))
     name = STANDIN_NAME if standin else "paired_ct_lung"
