@@ -19,7 +19,8 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from .warp import _as_float32, check_rank, check_same_shape
+from ._checks import as_float32 as _as_float32
+from ._checks import check_rank, check_same_shape
 
 __all__ = [
     "ssd",

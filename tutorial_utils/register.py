@@ -13,11 +13,10 @@ from typing import Callable, Dict, List, Optional, Tuple
 import tensorflow as tf
 
 from .losses import dissimilarity_fn, local_displacement_energy
+from ._checks import as_float32 as _as_float32
+from ._checks import check_rank, check_same_shape
 from .warp import (
     Warping,
-    _as_float32,
-    check_rank,
-    check_same_shape,
     get_reference_grid,
     identity_affine,
     integrate_velocity,

@@ -22,6 +22,10 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from ._checks import as_float32 as _as_float32
+from ._checks import check_rank, check_same_shape
+from ._checks import check_theta as _check_theta
+
 __all__ = [
     "get_reference_grid",
     "warp_grid",
@@ -33,61 +37,6 @@ __all__ = [
     "ddf_from_affine",
     "integrate_velocity",
 ]
-
-
-# --------------------------------------------------------------------------
-# input checks shared by the whole package
-# --------------------------------------------------------------------------
-def check_rank(tensor, name: str, ranks: Sequence[int], meaning: str):
-    """Raise a ``ValueError`` unless ``tensor`` has one of ``ranks`` dimensions.
-
-    Parameters
-    ----------
-    tensor : array-like
-        The argument to check.
-    name : str
-        The argument's name, quoted in the message.
-    ranks : sequence of int
-        Accepted ranks.
-    meaning : str
-        The shape it needs, in words, e.g. ``"(batch, d1, d2, d3, 3)"``.
-    """
-    shape = tuple(tensor.shape)
-    if len(shape) not in ranks:
-        raise ValueError(
-            f"`{name}` has shape {shape} (rank {len(shape)}), but it needs shape {meaning}."
-        )
-    return shape
-
-
-def check_same_shape(first, second, first_name: str, second_name: str):
-    """Raise a ``ValueError`` unless two tensors have the same shape.
-
-    Used for moving/fixed pairs (``y_true``/``y_pred``) whose voxels are compared
-    one to one.
-    """
-    if tuple(first.shape) != tuple(second.shape):
-        raise ValueError(
-            f"`{first_name}` has shape {tuple(first.shape)} but `{second_name}` has shape "
-            f"{tuple(second.shape)}; they must match voxel for voxel. Resample one onto the "
-            "other's grid first."
-        )
-
-
-def _as_float32(value, name: str) -> tf.Tensor:
-    tensor = tf.convert_to_tensor(value)
-    if not (tensor.dtype.is_floating or tensor.dtype.is_integer or tensor.dtype == tf.bool):
-        raise ValueError(f"`{name}` has dtype {tensor.dtype.name}; it needs a numeric dtype.")
-    return tf.cast(tensor, tf.float32)
-
-
-def _check_theta(theta):
-    shape = check_rank(theta, "theta", [3], "(batch, 4, 3)")
-    if shape[1:] != (4, 3):
-        raise ValueError(
-            f"`theta` has shape {shape}, but it needs shape (batch, 4, 3): a 12-parameter "
-            "affine acting on [x y z 1] row vectors (rows 0-2 linear part, row 3 translation)."
-        )
 
 
 # --------------------------------------------------------------------------
