@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import tensorflow as tf
 
+from ._tf import tf
 from ._checks import as_float32 as _as_float32
 from ._checks import check_rank, check_same_shape
 

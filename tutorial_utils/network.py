@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import tensorflow as tf
 
+from ._tf import tf
 from .warp import integrate_velocity
 
 __all__ = ["build_registration_network"]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List, Optional, Tuple
 
-import tensorflow as tf
 
+from ._tf import tf
 from .losses import dissimilarity_fn, local_displacement_energy
 from ._checks import as_float32 as _as_float32
 from ._checks import check_rank, check_same_shape

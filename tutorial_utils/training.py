@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import tensorflow as tf
 
+from ._tf import tf
 from . import losses, metrics
 from .warp import Warping, centre_affine, get_reference_grid, random_transform_generator, resample, warp_grid
 

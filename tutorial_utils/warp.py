@@ -20,8 +20,8 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import numpy as np
-import tensorflow as tf
 
+from ._tf import tf
 from ._checks import as_float32 as _as_float32
 from ._checks import check_rank, check_same_shape
 from ._checks import check_theta as _check_theta
@@ -34,6 +34,7 @@ __all__ = [
     "centre_affine",
     "resample",
     "Warping",
+    "warp",
     "ddf_from_affine",
     "integrate_velocity",
 ]
@@ -277,6 +278,35 @@ def _trilinear(vol, loc, sizes, has_channels):
     out_shape = tf.concat([[batch], out_spatial, [channels]], axis=0)
     sampled = tf.reshape(sampled, out_shape)
     return sampled if has_channels else sampled[..., 0]
+
+
+def warp(volume, ddf) -> tf.Tensor:
+    """Warp ``volume`` with a DDF: sample it at ``grid + ddf`` (zero outside).
+
+    The one warping helper the chapters and the package share (images, labels,
+    batches); it is :class:`Warping` without building a layer by hand.
+
+    Parameters
+    ----------
+    volume : array-like ``(batch, m1, m2, m3)`` or ``(batch, m1, m2, m3, channels)``
+        The moving image or label.
+    ddf : array-like ``(batch, f1, f2, f3, 3)``
+        Displacements in voxels, on the fixed image's grid.
+
+    Returns
+    -------
+    tf.Tensor ``(batch, f1, f2, f3)`` or ``(batch, f1, f2, f3, channels)``, float32.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.arange(4 * 4 * 4, dtype=np.float32).reshape(1, 4, 4, 4)
+    >>> ddf = np.zeros((1, 4, 4, 4, 3), np.float32); ddf[..., 2] = 1.0
+    >>> float(warp(image, ddf)[0, 0, 0, 0])  # the value one voxel further along d3
+    1.0
+    """
+    ddf_shape = check_rank(ddf, "ddf", [5], "(batch, f1, f2, f3, 3)")
+    return Warping(ddf_shape[1:4])(inputs=[_as_float32(ddf, "ddf"), volume])
 
 
 # --------------------------------------------------------------------------
