@@ -8,7 +8,7 @@ timing comparison, and by the benchmark. Every step is compiled with XLA
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 
 from ._tf import tf
@@ -24,7 +24,7 @@ from .warp import (
     warp_grid,
 )
 
-__all__ = ["make_affine_step", "make_ddf_step", "register_ddf"]
+__all__ = ["make_affine_step", "make_ddf_step", "run_steps", "register_ddf"]
 
 
 def _batched_pair(fixed, moving):
@@ -137,6 +137,91 @@ def make_ddf_step(
     return step, field, to_ddf
 
 
+def run_steps(
+    step: Callable[[], object],
+    iterations: int,
+    *,
+    names: Sequence[str] = ("total",),
+    callback: Optional[Callable[[int, Dict[str, float]], Optional[bool]]] = None,
+    progress: bool = True,
+    description: str = "optimising",
+) -> Dict[str, object]:
+    """The one optimisation-loop driver: call ``step()`` repeatedly and keep its history.
+
+    The chapters write their ``step`` out (the lesson is the ``GradientTape``);
+    this loop around it (history, timing, progress, early stop) is shared by the
+    notebooks and by :func:`register_ddf`.
+
+    Parameters
+    ----------
+    step : callable
+        ``step()`` does one update and returns a scalar loss or a tuple of scalars
+        (tensors or floats), one per entry of ``names``.
+    iterations : int
+        Maximum number of calls (> 0).
+    names : sequence of str
+        Names of the values ``step`` returns, e.g. ``("total", "image", "deform")``.
+    callback : callable, optional
+        ``callback(index, values)`` after each step, with ``values`` a dict of
+        floats; returning ``True`` stops the loop (a convergence test).
+    progress : bool
+        Show a progress bar with the current loss (:mod:`tutorial_utils.progress`).
+    description : str
+        The progress bar's label.
+
+    Returns
+    -------
+    dict with
+        ``history``: dict name -> list of floats, one per step taken;
+        ``iterations``: steps taken;
+        ``seconds``: wall time of all steps, compilation (the first call) included;
+        ``step_seconds``: mean time per step after the first, in seconds.
+
+    Examples
+    --------
+    >>> values = iter(range(10, 0, -1))
+    >>> result = run_steps(lambda: next(values), 10, progress=False,
+    ...                    callback=lambda i, v: v["total"] <= 7)
+    >>> result["iterations"], result["history"]["total"]
+    (4, [10.0, 9.0, 8.0, 7.0])
+    """
+    import time
+
+    from .progress import progress_bar
+
+    if int(iterations) <= 0:
+        raise ValueError(f"`iterations` is {iterations}; it needs to be a positive number of steps.")
+    names = tuple(names)
+    history: Dict[str, List[float]] = {name: [] for name in names}
+    bar = progress_bar(total=int(iterations), description=description, disable=not progress)
+    start = time.perf_counter()
+    after_first = start
+    taken = 0
+    try:
+        for index in range(int(iterations)):
+            out = step()
+            out = out if isinstance(out, (tuple, list)) else (out,)
+            if len(out) != len(names):
+                raise ValueError(f"`step` returned {len(out)} values but `names` has {len(names)}: {names}.")
+            values = {name: float(value) for name, value in zip(names, out)}
+            for name in names:
+                history[name].append(values[name])
+            taken = index + 1
+            if index == 0:
+                after_first = time.perf_counter()
+            bar.update(1)
+            if index % 10 == 0:
+                bar.set_postfix(loss=values[names[0]])
+            if callback is not None and callback(index, values):
+                break
+    finally:
+        bar.set_postfix(loss=history[names[0]][-1]) if taken else None
+        bar.close()
+    end = time.perf_counter()
+    step_seconds = (end - after_first) / (taken - 1) if taken > 1 else float("nan")
+    return {"history": history, "iterations": taken, "seconds": end - start, "step_seconds": step_seconds}
+
+
 def register_ddf(
     fixed,
     moving,
@@ -152,7 +237,7 @@ def register_ddf(
     fixed, moving : tensor ``(1, d1, d2, d3)``
     iterations : int
     progress : bool
-        Show a tqdm progress bar with the current loss.
+        Show a progress bar with the current loss.
     **step_options
         Passed to :func:`make_ddf_step` (learning rate, losses, weight, velocity, seed).
 
@@ -161,24 +246,10 @@ def register_ddf(
     dict with
         ``ddf``: ndarray ``(1, d1, d2, d3, 3)``, the final displacement in voxels;
         ``history``: dict of lists ``total``, ``image``, ``deform`` (one value per step);
-        ``seconds``: wall time of the loop (excluding compilation, timed from step 2).
+        ``seconds``: wall time of the loop, compilation included;
+        ``step_seconds``: time per step after the first (compiled) one.
     """
-    import time
-
-    from tqdm.auto import tqdm
-
     step, _, get_ddf = make_ddf_step(fixed, moving, **step_options)
-    history: Dict[str, List[float]] = {"total": [], "image": [], "deform": []}
-    bar = tqdm(range(int(iterations)), desc=description, disable=not progress, mininterval=1.0)
-    start = None
-    for index in bar:
-        if index == 1:
-            start = time.perf_counter()
-        total, image_term, deform_term = (float(v) for v in step())
-        history["total"].append(total)
-        history["image"].append(image_term)
-        history["deform"].append(deform_term)
-        if index % 50 == 0:
-            bar.set_postfix(loss=f"{total:.4f}")
-    seconds = time.perf_counter() - start if start is not None else float("nan")
-    return {"ddf": get_ddf().numpy(), "history": history, "seconds": seconds}
+    result = run_steps(step, iterations, names=("total", "image", "deform"),
+                       progress=progress, description=description)
+    return {"ddf": get_ddf().numpy(), **result}
