@@ -16,21 +16,12 @@ def smooth_image(shape, sigma=1.5):
 
 
 # ---------------------------------------------------------------- references
-def np_standardise(volume):
-    """float64: mean 0, standard deviation 1; a constant image becomes 0."""
-    volume = np.asarray(volume, np.float64)
-    centred = volume - volume.mean()
-    deviation = centred.std()
-    return centred / deviation if deviation > 0 else centred * 0.0
-
-
 def np_lncc(fixed, warped, window, kernel_1d, eps=losses.EPS):
     """LNCC's documented formula in float64, written independently of losses.py:
-    standardised images, window moments by normalised convolution (the window sums
-    of scipy's zero-padded correlation divided by the window sums of ones), i.e.
-    windows restricted to the volume, and the moments as E[xy] - E[x]E[y]."""
-    f, w = np_standardise(fixed), np_standardise(warped)
+    scipy's zero-padded correlation for the window means, moments as E[xy] - E[x]E[y]."""
+    f, w = np.asarray(fixed, np.float64), np.asarray(warped, np.float64)
     kernel = np.asarray(kernel_1d, np.float64)
+    kernel = kernel / kernel.sum()  # exactly 1 in float64, or constant windows get a variance
 
     def filt(volume):
         out = volume
@@ -38,16 +29,11 @@ def np_lncc(fixed, warped, window, kernel_1d, eps=losses.EPS):
             out = ndimage.correlate1d(out, kernel, axis=axis, mode="constant")
         return out
 
-    count = filt(np.ones_like(f))
-
-    def mean(volume):
-        return filt(volume) / count
-
     n = window**3
-    mf, mw = mean(f), mean(w)
-    cross = n * (mean(f * w) - mf * mw)
-    vf = np.maximum(n * (mean(f * f) - mf * mf), 0)
-    vw = np.maximum(n * (mean(w * w) - mw * mw), 0)
+    mf, mw = filt(f), filt(w)
+    cross = n * (filt(f * w) - mf * mw)
+    vf = np.maximum(n * (filt(f * f) - mf * mf), 0)
+    vw = np.maximum(n * (filt(w * w) - mw * mw), 0)
     return np.mean(cross**2 / (vf * vw + eps))
 
 
@@ -315,26 +301,28 @@ def ct_like_pair(shape=(16, 24, 16)):
 
 def test_lncc_of_a_constant_fixed_image_in_large_units_is_the_formula_value():
     # The reported case: fixed constant 1000, moving 1000 plus a small texture. The old
-    # float32 code returned 4.06e7; the zero-padded formula the reporter evaluated gives
-    # 0.875 (7/8 of a 16^3 volume sees the padding, an "edge" only because 1000 != 0).
-    # The documented formula (standardised images, windows inside the volume) gives 0:
-    # a constant image has nothing to correlate. Our float64 reference says so too.
+    # float32 code returned 4.06e7; the formula in float64 (our reference below) gives
+    # 0.875, as the reporter found: the 7/8 of a 16^3 volume whose 9-voxel window
+    # reaches the zero padding, an edge there because 1000 != 0 (documented in lncc).
     fixed = np.full((1, 16, 16, 16), 1000.0)
     moving = 1000.0 + 0.01 * texture((1, 16, 16, 16), 5)
     expected = np_lncc(fixed[0], moving[0], 9, losses._window_kernel(9, "rectangular"))
-    assert expected == 0.0
+    assert expected == pytest.approx(0.875, abs=1e-3)
     for dtype in [np.float32, np.float64]:
-        assert losses.lncc(fixed.astype(dtype), moving.astype(dtype)).numpy()[0] == pytest.approx(expected, abs=1e-6)
-    assert losses.lncc(fixed.astype(np.int16), np.round(moving * 10).astype(np.int16)).numpy()[0] == pytest.approx(0.0, abs=1e-6)
+        reference = np_lncc(fixed[0], moving[0].astype(dtype), 9, losses._window_kernel(9, "rectangular"))
+        assert losses.lncc(fixed.astype(dtype), moving.astype(dtype)).numpy()[0] == pytest.approx(reference, abs=2e-6)
+    integer = np.round(moving * 10).astype(np.int16)
+    reference = np_lncc(10 * fixed[0], integer[0], 9, losses._window_kernel(9, "rectangular"))
+    assert losses.lncc((10 * fixed).astype(np.int16), integer).numpy()[0] == pytest.approx(reference, abs=2e-6)
 
 
 def test_lncc_of_ct_in_hounsfield_units_matches_float64_reference():
     fixed, moving = ct_like_pair()
     kernel = losses._window_kernel(9, "rectangular")
     expected = np_lncc(fixed[0], moving[0], 9, kernel)
-    # the float64 reference gives 0.7615 here (the old code: about 2e7, the reporter's
-    # zero-padded formula on their data 0.867)
-    assert 0.5 < expected < 0.8
+    # the float64 reference gives 0.8855 here (the old float32 code: about 2e7; the
+    # reporter's own case gave 0.867)
+    assert 0.5 < expected < 1.0
     for dtype in [np.float32, np.float64, np.int16]:
         got = losses.lncc(fixed.astype(dtype), moving.astype(dtype)).numpy()[0]
         reference = np_lncc(fixed[0].astype(dtype), moving[0].astype(dtype), 9, kernel)
@@ -355,10 +343,12 @@ def test_ncc_and_lncc_match_float64_reference_for_any_offset_and_scale(offset, s
     kernel = losses._window_kernel(5, "gaussian")
     ncc = losses.global_ncc(batch(big_fixed), batch(big_warped)).numpy()[0]
     assert ncc == pytest.approx(np_ncc(big_fixed, big_warped), abs=1e-6)
-    assert ncc == pytest.approx(-np_ncc(fixed, warped), abs=1e-6)  # invariance
+    assert ncc == pytest.approx(-np_ncc(fixed, warped), abs=1e-6)  # NCC: invariant
     local = losses.lncc(batch(big_fixed), batch(big_warped), 5, "gaussian").numpy()[0]
     assert local == pytest.approx(np_lncc(big_fixed, big_warped, 5, kernel), abs=2e-6)
-    assert local == pytest.approx(np_lncc(fixed, warped, 5, kernel), abs=2e-6)  # invariance
+    # LNCC: invariant to scale (eps aside); an offset changes it near the zero padding
+    scaled = losses.lncc(batch(3000 * fixed), batch(-2 * 3000 * warped), 5, "gaussian").numpy()[0]
+    assert scaled == pytest.approx(np_lncc(fixed, -2 * warped, 5, kernel), abs=2e-6)
 
 
 def test_ssd_keeps_precision_for_large_offsets_and_takes_integer_dtypes():

@@ -20,9 +20,11 @@ mean.
 Intensity ranges
 ----------------
 SSD, NCC and LNCC take images in any units (CT in HU, MR scanner units, any
-integer or float dtype): they are computed after subtracting one voxel's value
-in the input's own precision, and NCC and LNCC standardise each image, so their
-value does not depend on an intensity offset or scale. Mutual information
+integer or float dtype) and give their formula's value to float32 precision:
+SSD and NCC subtract one voxel's value in the input's own precision first (NCC
+also standardises, so it ignores offset and scale), and LNCC computes its
+window moments in float64. LNCC's zero padding makes it sensitive to an
+intensity offset near the borders: see :func:`lncc`. Mutual information
 (Parzen bins on ``[0, 1]``) and the label losses (probabilities in ``[0, 1]``)
 assume a range and check it: called eagerly, values outside raise a
 ``ValueError`` that names the argument, the range found and the fix. Inside a
@@ -72,7 +74,7 @@ EPS = 1e-5
 # values this far outside [0, 1] are accepted (rounding in interpolation and smoothing)
 _LABEL_TOLERANCE = 1e-3
 _IMAGE_TOLERANCE = 1e-2
-_TINY = 1e-20  # guards 1/std of a constant image (whose centred values are exactly 0)
+_TINY = 1e-20  # guards NCC's 1/std of a constant image (its centred values are exactly 0)
 _WIDE_DTYPES = (tf.float64, tf.int32, tf.int64, tf.uint32, tf.uint64)
 _MEANING = "(batch, d1, d2, d3) or (batch, d1, d2, d3, channels)"
 
@@ -110,18 +112,6 @@ def _minus(volume, reference) -> tf.Tensor:
 
 def _first_voxel(volume) -> tf.Tensor:
     return tf.stop_gradient(volume[:, :1, :1, :1, :])
-
-
-def _standardise(volume) -> tf.Tensor:
-    """Each channel of each batch element to mean 0 and standard deviation 1 (float32).
-
-    A constant image becomes exactly 0 (its values minus its first voxel are 0).
-    """
-    centred = _minus(volume, _first_voxel(volume))
-    axes = [1, 2, 3]
-    centred = centred - tf.reduce_mean(centred, axis=axes, keepdims=True)
-    variance = tf.reduce_mean(tf.square(centred), axis=axes, keepdims=True)
-    return centred * tf.math.rsqrt(variance + _TINY)
 
 
 def _range_ok(volume, name, what, tolerance, fix):
@@ -240,7 +230,7 @@ def global_ncc(fixed, warped, eps: float = EPS) -> tf.Tensor:
 
 
 def _window_kernel(window_size: int, kernel_type: str) -> np.ndarray:
-    """1-D window weights that sum to 1 (rectangular, triangular or Gaussian)."""
+    """1-D window weights that sum to 1 in float64 (rectangular, triangular or Gaussian)."""
     if window_size < 1 or window_size % 2 == 0:
         raise ValueError(f"`window_size` is {window_size}; it needs to be a positive odd number.")
     if kernel_type == "rectangular":
@@ -256,7 +246,9 @@ def _window_kernel(window_size: int, kernel_type: str) -> np.ndarray:
         raise ValueError(
             f"`kernel_type` is {kernel_type!r}; it needs to be 'rectangular', 'triangular' or 'gaussian'."
         )
-    return (weights / weights.sum()).astype(np.float32)
+    # float64: in float32, 9 weights of 1/9 do not sum to 1 exactly, and a constant
+    # window of 1000 would then show a variance of about 0.03
+    return weights / weights.sum()
 
 
 # Kernels up to this many taps are applied as a weighted sum of shifted slices,
@@ -316,38 +308,21 @@ def _separable_filter(volumes, kernel_1d) -> tf.Tensor:
     return tf.transpose(out, [0, 2, 3, 4, 1])
 
 
-def _window_sums(shape, kernel_1d, dtype) -> tf.Tensor:
-    """``(1, d1, d2, d3, 1)``: the total window weight inside the volume at each voxel
-    (1 away from the borders), the product of the three axes' 1-D sums."""
-    total = None
-    taps = len(kernel_1d)
-    for axis in (1, 2, 3):
-        length = shape[axis]
-        position = tf.range(length)[:, None] + tf.range(taps)[None, :] - taps // 2
-        inside = tf.cast((position >= 0) & (position < length), dtype)
-        sums = tf.reduce_sum(inside * tf.constant(kernel_1d, dtype)[None, :], axis=1)
-        axis_shape = [1, 1, 1, 1, 1]
-        axis_shape[axis] = -1
-        sums = tf.reshape(sums, axis_shape)
-        total = sums if total is None else total * sums
-    return total
-
-
 def _local_moments(fixed, warped, kernel_1d):
     """Window means, variances and covariance of two volumes, in float64.
 
-    Windows are ``k(x) k(y) k(z)`` restricted to the voxels inside the volume
-    (zero-padded window sums divided by the window weight inside). The moments
-    are ``E[xy] - E[x] E[y]``; in float64 the cancellation that made float32
-    windows of a constant region (air at exactly -1000 HU) report rounding noise
-    as texture leaves about 1e-16 of it. (A float32 two-pass form pooled with the
-    law of total variance was exact too, but 30 times slower under XLA.)
+    Windows are ``k(x) k(y) k(z)`` with zero padding, as in the formula of
+    :func:`lncc`. The moments are ``E[xy] - E[x] E[y]``: in float32 that
+    cancellation made windows of a constant region (air at exactly -1000 HU)
+    report rounding noise as texture, and the loss reached 4e7; in float64 about
+    1e-16 of it is left, far below ``eps``. (A float32 two-pass form, pooling
+    lines and planes with the law of total variance, was exact too but 30 times
+    slower under XLA.)
 
     Returns ``(mean_f, mean_w, var_f, var_w, cov)``, float64, shaped like ``fixed``.
     """
     kernel = np.asarray(kernel_1d, np.float64)
     fixed, warped = tf.cast(fixed, tf.float64), tf.cast(warped, tf.float64)
-    inside = _window_sums(tf.shape(fixed), kernel, tf.float64)
     # The maps are stacked along the batch axis (not channels), so every shifted
     # slice in the filter moves contiguous memory; the fixed image's two maps are
     # filtered apart from the three that depend on ``warped``, so that the
@@ -356,8 +331,8 @@ def _local_moments(fixed, warped, kernel_1d):
     warped_maps = _separable_filter(
         tf.concat([warped, warped * warped, fixed * warped], axis=0), kernel
     )
-    mean_f, mean_ff = tf.split(fixed_maps / inside, 2, axis=0)
-    mean_w, mean_ww, mean_fw = tf.split(warped_maps / inside, 3, axis=0)
+    mean_f, mean_ff = tf.split(fixed_maps, 2, axis=0)
+    mean_w, mean_ww, mean_fw = tf.split(warped_maps, 3, axis=0)
     var_f = tf.maximum(mean_ff - mean_f * mean_f, 0.0)
     var_w = tf.maximum(mean_ww - mean_w * mean_w, 0.0)
     return mean_f, mean_w, var_f, var_w, mean_fw - mean_f * mean_w
@@ -368,14 +343,9 @@ def lncc(
 ) -> tf.Tensor:
     r"""Local normalised cross-correlation, averaged over voxels.
 
-    Each image (each channel of each batch element) is first standardised to
-    mean 0 and standard deviation 1, so LNCC does not depend on an intensity
-    offset or scale of either image and ``eps`` is relative to the image's
-    contrast. With window weights :math:`w` (the separable ``kernel_type``
-    window, restricted to the voxels inside the volume and renormalised to sum
-    to 1) centred on voxel :math:`v`, window means
-    :math:`\mu_f = w * f`, :math:`\mu_w = w * \tilde w`, and :math:`n` =
-    ``window_size**3``,
+    With window weights :math:`w` (summing to 1) centred on voxel :math:`v`,
+    local means :math:`\mu_f = w * f`, :math:`\mu_w = w * \tilde w`, and
+    :math:`n` = ``window_size**3`` the window's voxel count,
 
     .. math::
         c_v = n\,(w * (f \tilde w) - \mu_f \mu_w),\quad
@@ -383,17 +353,26 @@ def lncc(
         s^w_v = n\,(w * \tilde w^2 - \mu_w^2),\quad
         \mathrm{LNCC} = \frac{1}{N}\sum_v \frac{c_v^2}{s^f_v s^w_v + \epsilon}
 
-    for the standardised fixed :math:`f` and warped :math:`\tilde w` (the
-    squared local correlation of Avants et al. 2008, Med. Image Anal.
-    12:26-41). The window moments are computed in float64 (see
-    ``_local_moments``), so the value is the formula's to float32 precision. Returns ``(batch,)`` in ``[0, 1]``: 1 for identical textured
-    images, 0 where either window is constant (a constant image gives 0), and
-    finite (with finite gradients) everywhere.
+    for ``fixed`` :math:`f` and ``warped`` :math:`\tilde w` (the squared local
+    correlation of Avants et al. 2008, Med. Image Anal. 12:26-41, as in
+    DeepReg); ``*`` is correlation with **zero padding**. The window moments are
+    computed in float64 from the inputs' own values (see ``_local_moments``), so
+    the value is the formula's to float32 precision for any units and dtype.
+    Returns ``(batch,)`` in ``[0, 1]``: 1 for identical textured images, 0 where
+    both windows are constant, and finite (with finite gradients) everywhere.
+
+    Intensity units: a common scale of either image does not change the value
+    (beyond ``eps``, negligible unless the image's local contrast is below about
+    1e-3), but an *offset* does near the borders, because the zero padding is an
+    edge there unless the background is 0. So give images whose background is
+    about 0: rescaled to ``[0, 1]``, MR as acquired, CT as ``HU + 1000`` or
+    rescaled. (A constant image of 1000 against a textured one gives 0.875 on
+    ``16**3`` voxels: the 7/8 of voxels whose window reaches the padding.)
 
     Parameters
     ----------
     fixed, warped : tensor
-        ``(batch, d1, d2, d3)`` or ``(batch, d1, d2, d3, channels)``, any units.
+        ``(batch, d1, d2, d3)`` or ``(batch, d1, d2, d3, channels)``.
     window_size : int
         Odd window width in voxels (9 in the nonrigid chapter).
     kernel_type : {"rectangular", "triangular", "gaussian"}
@@ -404,17 +383,15 @@ def lncc(
     >>> import numpy as np
     >>> texture = np.sin(np.arange(8.0))[:, None, None] * np.cos(np.arange(8.0))
     >>> fixed = np.broadcast_to(texture, (8, 8, 8))[None]
-    >>> round(float(lncc(fixed, 1000 + 3000 * fixed)[0]), 4)
+    >>> round(float(lncc(fixed, 3000 * fixed)[0]), 4)
     1.0
-    >>> float(lncc(np.full((1, 8, 8, 8), 1000.0), fixed)[0])  # nothing to correlate
+    >>> float(lncc(np.zeros((1, 8, 8, 8)), fixed)[0])  # nothing to correlate
     0.0
     """
     fixed, warped = _pair(fixed, warped)
     kernel = _window_kernel(int(window_size), kernel_type)
     n = float(window_size) ** 3
-    _, _, var_f, var_w, cov = _local_moments(
-        _standardise(fixed), _standardise(warped), kernel
-    )
+    _, _, var_f, var_w, cov = _local_moments(fixed, warped, kernel)
     cross = n * cov
     local = cross * cross / ((n * var_f) * (n * var_w) + eps)
     return tf.cast(tf.reduce_mean(local, axis=[1, 2, 3, 4]), tf.float32)

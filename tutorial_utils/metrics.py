@@ -2,7 +2,11 @@
 
 These take NumPy arrays (TensorFlow tensors are converted) and return NumPy
 values: they judge a registration, they are not losses to differentiate.
-Distances are in voxels unless ``spacing`` (mm per voxel along d1, d2, d3) is given.
+Label comparisons take ``(fixed, warped)``, fixed first; labels are
+probabilities in ``[0, 1]`` of any numeric or bool dtype (other ranges raise a
+``ValueError``), thresholded at 0.5. Distances are in voxels unless ``spacing``
+(mm per voxel along d1, d2, d3) is given. :func:`evaluate_registration` gives
+the numbers every chapter reports (Dice, HD95, folding) from a DDF and two labels.
 """
 from __future__ import annotations
 
