@@ -126,7 +126,13 @@ def test_affine_residual_zero_for_exact_inverse_and_grows_otherwise():
     mean, worst = metrics.affine_residual(inverse, true, (16, 16, 8))
     assert mean < 1e-3 and worst < 1e-3
     mean_id, worst_id = metrics.affine_residual(warp.identity_affine(), true, (16, 16, 8))
-    assert mean_id > 0.5 and worst_id >= mean_id
+    # independent: with the identity estimate the residual is |[x 1] @ theta_true - x|
+    grid = np.stack(np.meshgrid(*[np.arange(s, dtype=float) for s in (16, 16, 8)], indexing="ij"), -1)
+    moved = np.concatenate([grid, np.ones(grid.shape[:-1] + (1,))], -1) @ true.astype(np.float64)
+    distance = np.linalg.norm(moved - grid, axis=-1)
+    assert (mean_id, worst_id) == pytest.approx((distance.mean(), distance.max()), rel=1e-4)
+    assert metrics.affine_residual(inverse.astype(np.float32), true.astype(np.float64), [16, 16, 8]) == \
+        pytest.approx((mean, worst), abs=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -142,6 +148,8 @@ def test_affine_residual_zero_for_exact_inverse_and_grows_otherwise():
         (lambda: metrics.centroid_distance(np.zeros((4, 4, 4)), -np.ones((4, 4, 4))), "`warped` has values in [-1, -1]"),
         (lambda: metrics.binary_dice(np.zeros((4, 4, 4)), np.zeros((4, 4, 4)), threshold=0), "`threshold` is 0"),
         (lambda: metrics.folding_fraction(np.zeros((4, 4, 4, 3)), margin=-1), "`margin` is -1"),
+        (lambda: metrics.affine_residual(np.full((4, 3), np.nan), np.zeros((4, 3)), (4, 4, 4)), "non-finite"),
+        (lambda: metrics.affine_residual(np.zeros((4, 3)), np.zeros((4, 3)), (4, 4)), "`grid_size` is (4, 4)"),
         (lambda: metrics.evaluate_registration(np.zeros((6, 6, 6, 3)), fixed_label=np.zeros((6, 6, 5)),
                                                moving_label=np.zeros((6, 6, 6))), "`fixed_label` has shape (6, 6, 5)"),
         (lambda: metrics.evaluate_registration(np.zeros((6, 6, 6, 3)), fixed_label=np.zeros((6, 6, 6)),

@@ -381,7 +381,12 @@ def affine_residual(theta_estimated, theta_true, grid_size: Sequence[int]) -> Tu
             array = array[None]
         if array.shape != (1, 4, 3):
             raise ValueError(f"`{name}` has shape {array.shape}, but it needs (1, 4, 3) or (4, 3).")
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"`{name}` has non-finite values (NaN or inf).")
         return array
+
+    if len(grid_size) != 3 or any(int(s) != s or s < 1 for s in grid_size):
+        raise ValueError(f"`grid_size` is {tuple(grid_size)}; it needs 3 positive whole numbers.")
 
     estimated = as_theta(theta_estimated, "theta_estimated")
     true = as_theta(theta_true, "theta_true")
