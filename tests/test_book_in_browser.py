@@ -256,3 +256,14 @@ def test_leftovers_are_recognised(text, kind):
     "the loss falls from 10 % to 0.5"])
 def test_final_states_and_prose_are_not_leftovers(text):
     assert leftovers(text, repo_root="") == []
+
+
+def test_instructor_guide_names_exercises_by_the_chapters_number(site, browser):
+    page, errors = open_page(browser, site, "instructor_guide")
+    links = page.eval_on_selector_all("main a[href*='#ex-']", "as => as.map(a => [a.textContent, a.href])")
+    page.close()
+    assert len(links) >= 15, links
+    for text, href in links:
+        chapter, k = href.rsplit("#ex-", 1)[1].split("-")
+        assert text == f"Exercise {chapter}.{k}", (text, href)
+    assert not errors, errors
