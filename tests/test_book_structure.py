@@ -91,3 +91,15 @@ def test_extension_shows_one_exercise_number(tmp_path):
     assert "See Exercise 3.2 and Exercise 3.1." in guide
     assert (out / "_static" / "mathjax" / "tex-mml-chtml.js").is_file()
     assert "_static/mathjax/tex-mml-chtml.js" in second
+
+
+def test_generated_setup_cell_fits_the_line_length():
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import notebook_header
+    finally:
+        sys.path.pop(0)
+    url, _, _, version = notebook_header.settings()
+    source = notebook_header.setup_cell(url, version).source
+    assert max(len(line) for line in source.splitlines()) <= 88
+    assert f'package = f"tutorial_utils @ git+{{REPOSITORY}}@v{{VERSION}}"' in source
