@@ -206,6 +206,14 @@ def test_chapter_page(site, browser, page_name):
     broken = [i["src"][:80] for i in figures if not i["ok"]]
     assert not broken, f"{page_name}: figures that did not load: {broken}"
 
+    # an axial slice figure as the reader first sees it (before the slider moves)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    if Path(page_name).name.startswith(AXIAL_SCREENSHOTS):
+        figure = axial_figure(page)
+        assert figure is not None, f"{page_name}: no slice figure to show"
+        figure.scroll_into_view_if_needed()
+        figure.screenshot(path=str(SCREENSHOTS / f"{Path(page_name).name}-axial.png"))
+
     # every slice viewer responds to its slider
     viewers = page.query_selector_all(".tu-slice-viewer")
     assert viewers, f"{page_name}: no slice viewer"
@@ -220,11 +228,6 @@ def test_chapter_page(site, browser, page_name):
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{Path(page_name).name}.png"), full_page=True)
-    if Path(page_name).name.startswith(AXIAL_SCREENSHOTS):
-        figure = axial_figure(page)
-        assert figure is not None, f"{page_name}: no slice figure to show"
-        figure.scroll_into_view_if_needed()
-        figure.screenshot(path=str(SCREENSHOTS / f"{Path(page_name).name}-axial.png"))
     assert not errors, f"{page_name}: JavaScript errors: {errors}"
     page.close()
 
