@@ -1,5 +1,7 @@
 """viz.py: the slice viewer's sliders and static form, and the shared plots."""
+import json
 import re
+from pathlib import Path
 
 import matplotlib
 
@@ -49,18 +51,36 @@ def test_axis_change_updates_slider_range():
     assert slider.max == 9 and slider.value <= 9
 
 
+def static_data(html):
+    """The frames and slice indices the static viewer's script reads."""
+    return json.loads(re.search(r'<script type="application/json" class="tu-slice-data">(.*?)</script>',
+                                html, re.S).group(1))
+
+
 def test_static_html_has_expected_frames_and_stays_in_budget():
     volume = RNG.random((64, 64, 40))
-    viewer = viz.show_volumes({"a": volume, "b": volume * 2}, overlays={"a": volume > 0.5}, max_frames=20)
+    viewer = viz.show_volumes({"a": volume, "b": volume * 2}, max_frames=20)
     html = viewer.to_html()
     assert html.count("src=\"data:image/png;base64,") == 2  # one visible image per panel
-    frames = re.search(r"var frames=(\[.*?\]\]);", html).group(1)
-    assert frames.count('"') // 2 == 2 * 20
+    payload = static_data(html)
+    assert [len(frames) for frames in payload["frames"]] in ([20, 20], [21, 21])  # + the opening slice
+    assert 20 in payload["slices"][0]
+    assert payload["slices"][0][0] == 0 and payload["slices"][0][-1] == 39
     assert "http://" not in html and "https://" not in html, "nothing loaded from the network"
+    assert "addEventListener" in html, "the script from the template is inlined"
     tight = viz.show_volumes({"noise": RNG.random((128, 128, 64))}, max_bytes=200_000).to_html()
     assert len(tight) < 260_000
-    count = len(re.search(r"var slices=\[(\[.*?\])\]", tight).group(1).split(","))
+    count = len(static_data(tight)["slices"][0])
     assert 2 <= count < 40
+
+
+def test_no_javascript_in_python_sources():
+    package = Path(viz.__file__).parent
+    for source in package.glob("*.py"):
+        text = source.read_text()
+        for marker in ("addEventListener", "document.", "querySelector", "JSON.parse"):
+            assert marker not in text, f"{source.name} holds JavaScript ({marker})"
+    assert (package / "templates" / "slice_viewer.js").is_file()
 
 
 def test_mimebundle_offers_widget_and_static_html():
@@ -101,3 +121,104 @@ def test_viewer_refuses_bad_input():
         viz.show_volumes({"batch": RNG.random((2, 4, 4, 4))})
     with pytest.raises(ValueError, match="names no volume"):
         viz.show_volumes({"a": RNG.random((4, 4, 4))}, overlays={"b": RNG.random((4, 4, 4))})
+
+
+# ---------------------------------------------------------------- orientation
+def marker_volume(shape=(10, 12, 14)):
+    """An LPS volume with one bright voxel at the patient's anterior-left-superior corner
+    (large d1 = left, small d2 = anterior, large d3 = superior)."""
+    volume = np.zeros(shape)
+    volume[8, 2, 11] = 1.0
+    return volume
+
+
+def bright_pixel(plane2d):
+    row, col = np.unravel_index(np.argmax(plane2d), plane2d.shape)
+    return row < plane2d.shape[0] / 2, col >= plane2d.shape[1] / 2  # (in top half, in right half)
+
+
+@pytest.mark.parametrize("view, index, expected", [
+    ("axial", 11, (True, True)),     # anterior up, patient's left on the right
+    ("coronal", 2, (True, True)),    # superior up, patient's left on the right
+    ("sagittal", 8, (True, False)),  # superior up, anterior on the left
+])
+def test_marker_appears_where_radiologists_expect_it(view, index, expected):
+    volume = marker_volume()
+    ax = viz.plot_difference(volume, np.zeros_like(volume), axis=view, index=index, orientation="LPS")
+    assert bright_pixel(np.asarray(ax.images[0].get_array())) == expected
+    viewer = viz.show_volumes({"marker": volume}, axis=view, orientation="LPS")
+    from PIL import Image
+    import io
+    rendered = np.asarray(Image.open(io.BytesIO(viewer.render("marker", index))))
+    assert bright_pixel(rendered) == expected
+
+
+def test_same_anatomy_in_another_array_order_is_shown_the_same():
+    lps = marker_volume()
+    spl = np.transpose(lps, (2, 1, 0))  # d1 superior, d2 posterior, d3 left (like the prostate MR)
+    for view in ("axial", "coronal", "sagittal"):
+        a, b = viz.plane_for(view, "LPS"), viz.plane_for(view, "SPL")
+        index_a = [8, 2, 11][a.axis]
+        index_b = [11, 2, 8][b.axis]
+        np.testing.assert_array_equal(a.take(lps, index_a), b.take(spl, index_b))
+
+
+def test_axis_labels_name_direction_and_array_axis():
+    ax = viz.plot_jacobian(np.ones((6, 7, 8)), orientation="LPS")
+    assert ax.get_ylabel() == "anterior ↑ (array axis 1)"
+    assert ax.get_xlabel() == "patient's left → (array axis 0)"
+    assert "axial slice" in ax.get_title() and "(array axis 2)" in ax.get_title()
+    ax = viz.plot_overlay(np.ones((6, 7, 8)), np.ones((6, 7, 8)), axis="sagittal", orientation="SPL")
+    assert ax.get_ylabel() == "superior ↑ (array axis 0)" and ax.get_xlabel() == "posterior → (array axis 1)"
+    fig = viz.plot_montage(np.ones((6, 7, 8)), axis="coronal", orientation="LPS")
+    assert fig.axes[0].get_ylabel() == "superior ↑ (array axis 2)"
+    html = viz.show_volumes({"v": np.ones((6, 7, 8))}, orientation="LPS").to_html()
+    assert "anterior ↑ (array axis 1)" in html and "axial slice" in html
+
+
+def test_deformed_grid_moves_toward_patients_left_on_screen_right():
+    ddf = np.zeros((9, 9, 9, 3))
+    ddf[..., 0] = 1.5  # every voxel displaced towards the patient's left (d1 is L)
+    ax = viz.plot_deformed_grid(ddf, spacing=1, orientation="LPS")
+    xs = np.concatenate([line.get_xdata() for line in ax.lines])
+    still = np.concatenate([line.get_xdata() for line in viz.plot_deformed_grid(
+        np.zeros_like(ddf), spacing=1, orientation="LPS").lines])
+    np.testing.assert_allclose(xs, still + 1.5)
+
+
+def test_bad_orientation_and_view_names_are_refused():
+    with pytest.raises(ValueError, match="one of L/R"):
+        viz.plane_for("axial", "LLS")
+    with pytest.raises(ValueError, match="only together with `orientation=`"):
+        viz.plane_for("axial")
+    with pytest.raises(ValueError, match="name a view"):
+        viz.plane_for("oblique", "LPS")
+
+
+def test_arrays_are_not_reoriented():
+    volume = marker_volume()
+    before = volume.copy()
+    viz.show_volumes({"v": volume}, orientation="LPS").to_html()
+    np.testing.assert_array_equal(volume, before)
+
+
+# ---------------------------------------------------------------- opening slice
+def test_viewers_open_on_the_slice_with_most_structure():
+    image = RNG.random((10, 12, 14))
+    label = np.zeros((10, 12, 14))
+    label[3:6, 3:6, 9] = 1
+    label[4, 4, 3] = 1
+    viewer = viz.show_volumes({"image": image, "other": image}, overlays={"image": label})
+    assert viewer.sliders == [] and viewer.widget is not None
+    assert [s.value for s in viewer.sliders] == [9]
+    html = viewer.to_html()
+    assert re.search(r'value="(\d+)" data-group="0"', html) and \
+        static_data(html)["slices"][0][int(re.search(r'value="(\d+)" data-group="0"', html).group(1))] == 9
+    plain = viz.show_volumes({"image": image})
+    assert plain.opening_index((10, 12, 14)) == 7 and [s.value for s in plain.widget and plain.sliders] == [7]
+    ax = viz.plot_overlay(label, label)
+    assert "slice 9" in ax.get_title()
+    # changing the view reopens on the most structure along the new axis
+    controls = viewer.widget.children[0].children
+    controls[0].value = 0
+    assert viewer.sliders[0].value == 4
