@@ -222,3 +222,40 @@ def test_viewers_open_on_the_slice_with_most_structure():
     controls = viewer.widget.children[0].children
     controls[0].value = 0
     assert viewer.sliders[0].value == 4
+
+
+# ---------------------------------------------------------------- the static form in a browser
+def test_static_viewer_works_in_a_browser():
+    """Two viewers on one page (as in a chapter): each slider moves only its own images,
+    the read-out shows the slice index, and no script fails. Needs Chromium."""
+    import shutil
+
+    executable = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")
+                       if shutil.which(n)), None)
+    if executable is None:
+        pytest.skip("no Chromium on this machine")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    label = np.zeros((10, 12, 14))
+    label[3:6, 3:6, 9] = 1
+    first = viz.show_volumes({"a": RNG.random((10, 12, 14)), "b": RNG.random((10, 12, 14))},
+                             overlays={"a": label}, orientation="LPS")
+    second = viz.show_volumes({"c": RNG.random((6, 7, 8))})
+    page_html = f"<html><body>{first.to_html()}{second.to_html()}</body></html>"
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.set_content(page_html)
+        viewers = page.query_selector_all(".tu-slice-viewer")
+        assert len(viewers) == 2
+        slider = viewers[0].query_selector("input[type=range]")
+        assert viewers[0].query_selector("[data-readout='0']").text_content() == "9", "opens on the label"
+        before = [img.get_attribute("src") for img in page.query_selector_all("img")]
+        slider.evaluate("s => { s.value = 0; s.dispatchEvent(new Event('input', {bubbles: true})); }")
+        after = [img.get_attribute("src") for img in page.query_selector_all("img")]
+        assert after[0] != before[0] and after[1] != before[1], "both panels of the first viewer follow"
+        assert after[2] == before[2], "the second viewer is left alone"
+        assert viewers[0].query_selector("[data-readout='0']").text_content() == "0"
+        browser.close()
+    assert not errors, errors

@@ -557,24 +557,10 @@ def _png(rgb: np.ndarray, scale: int) -> bytes:
     return buffer.getvalue()
 
 
-class SliceViewer:
-    """Side-by-side volumes with a slice slider; see :func:`show_volumes`.
+class _Volumes:
+    """The named volumes and overlays of a viewer, and how their slices look."""
 
-    Attributes
-    ----------
-    panels : dict name -> ndarray ``(d1, d2, d3)``
-    sliders : list of ipywidgets.IntSlider
-        One per distinct volume shape: same-shaped panels share a slider.
-    axis : int
-        The array axis sliced along first.
-    orientation : str or None
-        The volumes' 3-letter code; with it slices are shown as radiologists show them.
-    """
-
-    def __init__(self, volumes: Mapping[str, np.ndarray], overlays: Optional[Mapping[str, np.ndarray]] = None,
-                 axis=None, cmaps: Optional[Mapping[str, str]] = None, title: str = "",
-                 max_frames: int = 40, max_bytes: int = 1_000_000, scale: Optional[int] = None,
-                 orientation: Optional[str] = None):
+    def __init__(self, volumes, overlays, axis, cmaps, orientation):
         if not volumes:
             raise ValueError("`volumes` is empty; give at least one named volume.")
         self.orientation = check_orientation(orientation) if orientation is not None else None
@@ -588,15 +574,8 @@ class SliceViewer:
                 raise ValueError(f"overlay {name!r} has shape {label.shape} but its volume has {self.panels[name].shape}.")
         self.cmaps = {name: (cmaps or {}).get(name, "gray") for name in self.panels}
         self.limits = {name: (float(v.min()), float(v.max())) for name, v in self.panels.items()}
-        self.title = title
-        self.opacity = 0.4
-        self.max_frames = max_frames
-        self.max_bytes = max_bytes
-        largest = max(max(v.shape) for v in self.panels.values())
-        self.scale = scale if scale is not None else max(1, 256 // largest)
         self.shapes = list(dict.fromkeys(v.shape for v in self.panels.values()))
-        self._widget = None
-        self.sliders = []
+        self.opacity = 0.4
 
     def plane(self, axis: Optional[int] = None) -> Plane:
         """How slices along ``axis`` (default: the viewer's) are shown."""
@@ -608,7 +587,6 @@ class SliceViewer:
         label = next((self.overlays[n] for n in self.overlays if self.panels[n].shape == shape), None)
         return opening_slice(shape, axis, label)
 
-    # -- rendering shared by the live and static forms
     def render(self, name: str, index: int, axis: Optional[int] = None, opacity: Optional[float] = None) -> bytes:
         """PNG bytes of one panel's slice ``index`` along ``axis``, as shown."""
         plane = self.plane(axis)
@@ -626,13 +604,42 @@ class SliceViewer:
     def _group(self, name: str) -> int:
         return self.shapes.index(self.panels[name].shape)
 
-    def _width(self, name: str, axis: Optional[int] = None) -> int:
-        return self.panels[name].shape[self.plane(axis).cols] * self.scale
-
     def _axes_text(self, axis: Optional[int] = None) -> str:
         plane = self.plane(axis)
-        return f"down: {plane.row_label}; right: {plane.col_label}".replace(" ↑", "").replace(" →", "") \
-            if plane.view is None else f"up: {plane.row_label}; right: {plane.col_label}"
+        if plane.view is None:
+            return f"down: {plane.row_label}; right: {plane.col_label}"
+        return f"up: {plane.row_label}; right: {plane.col_label}"
+
+
+class SliceViewer(_Volumes):
+    """Side-by-side volumes with a slice slider; see :func:`show_volumes`.
+
+    Attributes
+    ----------
+    panels : dict name -> ndarray ``(d1, d2, d3)``
+    sliders : list of ipywidgets.IntSlider
+        One per distinct volume shape: same-shaped panels share a slider.
+    axis : int
+        The array axis sliced along first.
+    orientation : str or None
+        The volumes' 3-letter code; with it slices are shown as radiologists show them.
+    """
+
+    def __init__(self, volumes: Mapping[str, np.ndarray], overlays: Optional[Mapping[str, np.ndarray]] = None,
+                 axis=None, cmaps: Optional[Mapping[str, str]] = None, title: str = "",
+                 max_frames: int = 40, max_bytes: int = 1_000_000, scale: Optional[int] = None,
+                 orientation: Optional[str] = None):
+        super().__init__(volumes, overlays, axis, cmaps, orientation)
+        self.title = title
+        self.max_frames = max_frames
+        self.max_bytes = max_bytes
+        largest = max(max(v.shape) for v in self.panels.values())
+        self.scale = scale if scale is not None else max(1, 256 // largest)
+        self._widget = None
+        self.sliders = []
+
+    def _width(self, name: str, axis: Optional[int] = None) -> int:
+        return self.panels[name].shape[self.plane(axis).cols] * self.scale
 
     # -- live form
     @property
@@ -650,44 +657,7 @@ class SliceViewer:
         return options
 
     def _build_widget(self):
-        import ipywidgets as widgets
-
-        axis_choice = widgets.Dropdown(options=self._axis_options(), value=self.axis, description="view",
-                                       layout=widgets.Layout(width="260px"))
-        self.sliders = [
-            widgets.IntSlider(value=self.opening_index(shape), min=0, max=shape[self.axis] - 1,
-                              description="slice" if len(self.shapes) == 1 else f"slice {i + 1}",
-                              continuous_update=True)
-            for i, shape in enumerate(self.shapes)
-        ]
-        opacity = widgets.FloatSlider(value=self.opacity, min=0.0, max=1.0, step=0.05, description="label opacity")
-        images = {name: widgets.Image(format="png", layout=widgets.Layout(width=f"{self._width(name)}px"))
-                  for name in self.panels}
-        axes_text = widgets.HTML(html.escape(self._axes_text()))
-
-        def redraw(*_):
-            for name, image in images.items():
-                slider = self.sliders[self._group(name)]
-                image.value = self.render(name, slider.value, axis_choice.value, opacity.value)
-
-        def change_axis(change):
-            for slider, shape in zip(self.sliders, self.shapes):
-                slider.max = shape[change["new"]] - 1
-                slider.value = self.opening_index(shape, change["new"])
-            for name, image in images.items():
-                image.layout.width = f"{self._width(name, change['new'])}px"
-            axes_text.value = html.escape(self._axes_text(change["new"]))
-            redraw()
-
-        for slider in self.sliders:
-            slider.observe(redraw, names="value")
-        opacity.observe(redraw, names="value")
-        axis_choice.observe(change_axis, names="value")
-        redraw()
-        controls = [axis_choice, *self.sliders] + ([opacity] if self.overlays else [])
-        panels = [widgets.VBox([widgets.HTML(f"<b>{html.escape(name)}</b>"), image]) for name, image in images.items()]
-        header = [widgets.HTML(f"<h4>{html.escape(self.title)}</h4>")] if self.title else []
-        return widgets.VBox(header + [widgets.HBox(controls), axes_text, widgets.HBox(panels)])
+        return _live_widget(self)
 
     # -- static form
     def frame_indices(self) -> Dict[Tuple[int, int, int], list]:
@@ -697,18 +667,6 @@ class SliceViewer:
                                   .round().astype(int).tolist()) | {self.opening_index(shape)})
                 for shape in self.shapes}
 
-    def _frames(self) -> Tuple[Dict[Tuple[int, int, int], list], Dict[str, list]]:
-        """Indices and base64 PNG frames, halved until they fit in ``max_bytes``."""
-        indices = self.frame_indices()
-        while True:
-            frames = {name: [base64.b64encode(self.render(name, i)).decode() for i in indices[v.shape]]
-                      for name, v in self.panels.items()}
-            size = sum(len(f) for group in frames.values() for f in group)
-            if size <= self.max_bytes or max(len(i) for i in indices.values()) <= 2:
-                return indices, frames
-            indices = {shape: sorted(set(index[::2]) | {self.opening_index(shape)})
-                       for shape, index in indices.items()}
-
     def to_html(self) -> str:
         """Self-contained HTML: images as data URIs and a short script (from the
         package's ``templates/``) that swaps them as a slider moves.
@@ -716,24 +674,7 @@ class SliceViewer:
         Keeps under ``max_bytes`` by dropping frames evenly when needed; loads
         nothing from the network.
         """
-        indices, frames = self._frames()
-        start = {shape: indices[shape].index(self.opening_index(shape)) for shape in self.shapes}
-        plane = self.plane()
-        along = f"{plane.view} slice" if plane.view else "slice"
-        sliders = "".join(_template("slice_viewer_slider.html").substitute(
-            label=(along if len(self.shapes) == 1 else f"{along} {group + 1}") + f" (array axis {self.axis})",
-            last=len(indices[shape]) - 1, value=start[shape], group=group, shown=indices[shape][start[shape]])
-            for group, shape in enumerate(self.shapes))
-        panels = "".join(_template("slice_viewer_panel.html").substitute(
-            name=html.escape(name), group=self._group(name), width=self._width(name),
-            frame=frames[name][start[volume.shape]]) for name, volume in self.panels.items())
-        data = json.dumps({"frames": [frames[name] for name in self.panels],
-                           "slices": [indices[shape] for shape in self.shapes]}).replace("</", "<\\/")
-        uid = "tu-viewer-" + hashlib.sha1(data.encode()).hexdigest()[:12] + f"-{next(_VIEWER_IDS)}"
-        return _template("slice_viewer.html").substitute(
-            uid=uid, frame_count=max(len(i) for i in indices.values()), sliders=sliders, panels=panels,
-            title=f"<div><b>{html.escape(self.title)}</b></div>" if self.title else "",
-            axes=html.escape(self._axes_text()), data=data, script=_template("slice_viewer.js").template)
+        return _static_html(self)
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         bundle = {"text/plain": f"SliceViewer({', '.join(self.panels)}; static slider below when no widgets)",
@@ -744,6 +685,83 @@ class SliceViewer:
             widget_bundle = {}
         bundle.update({k: v for k, v in widget_bundle.items() if k != "text/plain"})
         return bundle
+
+
+def _live_widget(viewer: SliceViewer):
+    """The ipywidgets form of a viewer: view choice, sliders, opacity, images."""
+    import ipywidgets as widgets
+
+    axis_choice = widgets.Dropdown(options=viewer._axis_options(), value=viewer.axis, description="view",
+                                   layout=widgets.Layout(width="260px"))
+    viewer.sliders = [
+        widgets.IntSlider(value=viewer.opening_index(shape), min=0, max=shape[viewer.axis] - 1,
+                          description="slice" if len(viewer.shapes) == 1 else f"slice {i + 1}",
+                          continuous_update=True)
+        for i, shape in enumerate(viewer.shapes)
+    ]
+    opacity = widgets.FloatSlider(value=viewer.opacity, min=0.0, max=1.0, step=0.05, description="label opacity")
+    images = {name: widgets.Image(format="png", layout=widgets.Layout(width=f"{viewer._width(name)}px"))
+              for name in viewer.panels}
+    axes_text = widgets.HTML(html.escape(viewer._axes_text()))
+
+    def redraw(*_):
+        for name, image in images.items():
+            slider = viewer.sliders[viewer._group(name)]
+            image.value = viewer.render(name, slider.value, axis_choice.value, opacity.value)
+
+    def change_axis(change):
+        for slider, shape in zip(viewer.sliders, viewer.shapes):
+            slider.max = shape[change["new"]] - 1
+            slider.value = viewer.opening_index(shape, change["new"])
+        for name, image in images.items():
+            image.layout.width = f"{viewer._width(name, change['new'])}px"
+        axes_text.value = html.escape(viewer._axes_text(change["new"]))
+        redraw()
+
+    for slider in viewer.sliders:
+        slider.observe(redraw, names="value")
+    opacity.observe(redraw, names="value")
+    axis_choice.observe(change_axis, names="value")
+    redraw()
+    controls = [axis_choice, *viewer.sliders] + ([opacity] if viewer.overlays else [])
+    panels = [widgets.VBox([widgets.HTML(f"<b>{html.escape(name)}</b>"), image]) for name, image in images.items()]
+    header = [widgets.HTML(f"<h4>{html.escape(viewer.title)}</h4>")] if viewer.title else []
+    return widgets.VBox(header + [widgets.HBox(controls), axes_text, widgets.HBox(panels)])
+
+
+def _frames(viewer: SliceViewer) -> Tuple[Dict[Tuple[int, int, int], list], Dict[str, list]]:
+    """Indices and base64 PNG frames, halved until they fit in ``max_bytes``."""
+    indices = viewer.frame_indices()
+    while True:
+        frames = {name: [base64.b64encode(viewer.render(name, i)).decode() for i in indices[v.shape]]
+                  for name, v in viewer.panels.items()}
+        size = sum(len(f) for group in frames.values() for f in group)
+        if size <= viewer.max_bytes or max(len(i) for i in indices.values()) <= 2:
+            return indices, frames
+        indices = {shape: sorted(set(index[::2]) | {viewer.opening_index(shape)})
+                   for shape, index in indices.items()}
+
+
+def _static_html(viewer: SliceViewer) -> str:
+    """The static form of a viewer (see :meth:`SliceViewer.to_html`)."""
+    indices, frames = _frames(viewer)
+    start = {shape: indices[shape].index(viewer.opening_index(shape)) for shape in viewer.shapes}
+    plane = viewer.plane()
+    along = f"{plane.view} slice" if plane.view else "slice"
+    sliders = "".join(_template("slice_viewer_slider.html").substitute(
+        label=(along if len(viewer.shapes) == 1 else f"{along} {group + 1}") + f" (array axis {viewer.axis})",
+        last=len(indices[shape]) - 1, value=start[shape], group=group, shown=indices[shape][start[shape]])
+        for group, shape in enumerate(viewer.shapes))
+    panels = "".join(_template("slice_viewer_panel.html").substitute(
+        name=html.escape(name), group=viewer._group(name), width=viewer._width(name),
+        frame=frames[name][start[volume.shape]]) for name, volume in viewer.panels.items())
+    data = json.dumps({"frames": [frames[name] for name in viewer.panels],
+                       "slices": [indices[shape] for shape in viewer.shapes]}).replace("</", "<\\/")
+    uid = "tu-viewer-" + hashlib.sha1(data.encode()).hexdigest()[:12] + f"-{next(_VIEWER_IDS)}"
+    return _template("slice_viewer.html").substitute(
+        uid=uid, frame_count=max(len(i) for i in indices.values()), sliders=sliders, panels=panels,
+        title=f"<div><b>{html.escape(viewer.title)}</b></div>" if viewer.title else "",
+        axes=html.escape(viewer._axes_text()), data=data, script=_template("slice_viewer.js").template)
 
 
 def show_volumes(volumes: Mapping[str, np.ndarray], overlays: Optional[Mapping[str, np.ndarray]] = None,
