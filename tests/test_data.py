@@ -361,16 +361,21 @@ def test_loaders_declare_orientation(isolated, monkeypatch, mirror_dir):
 
 
 def test_head_neck_orientation_agrees_with_landmarks(isolated, monkeypatch, mirror_dir):
-    """The stated "LPS": the spinal cord lies posterior (larger d2) to the body's centre,
-    the brainstem superior (larger d3) to the cord, and the couch - the bright lines
-    outside the body - at the posterior end of d2."""
+    """The stated "LPS": the spinal cord lies posterior (larger d2) to the airway, the
+    brainstem superior (larger d3) to the cord, and the couch behind the head (at large
+    d2, where nothing lies in front of the face). Left-right: see the loader's comment."""
+    from scipy import ndimage
+
     monkeypatch.setenv(data.MIRROR_ENV, str(mirror_dir))
     ct = data.load_head_neck_ct(normalise=False)
     assert ct["orientation"][1:] == "PS"
     body = ct["image"] > -300
-    cord = np.argwhere(ct["labels"][..., 1] > 0.5).mean(0)
+    cord = np.argwhere(ct["labels"][..., 10, 1] > 0.5).mean(0)
+    parts, count = ndimage.label(ndimage.binary_fill_holes(body[..., 10]))
+    neck = parts == 1 + np.argmax(ndimage.sum(np.ones_like(parts), parts, range(1, count + 1)))
+    airway = np.argwhere(neck & (ct["image"][..., 10] < -600)).mean(0)
+    assert cord[1] > airway[1] + 5
     brainstem = np.argwhere(ct["labels"][..., 0] > 0.5).mean(0)
-    assert cord[1] > np.argwhere(body[..., 10]).mean(0)[1] + 5
-    assert brainstem[2] > cord[2] + 10
+    assert brainstem[2] > np.argwhere(ct["labels"][..., 1] > 0.5).mean(0)[2] + 10
     head = body[..., 30]  # a head slice: the skull is mid-image, the couch well behind it
     assert head[:, 96:].sum() > 100 and head[:, :32].sum() == 0
