@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import matplotlib
+import matplotlib.pyplot
 
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
@@ -12,6 +13,12 @@ import pytest  # noqa: E402
 from tutorial_utils import viz  # noqa: E402
 
 RNG = np.random.default_rng(3)
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    matplotlib.pyplot.close("all")
 
 
 def test_slider_ranges_match_volumes_and_same_shapes_share_one():
@@ -146,6 +153,8 @@ def test_marker_appears_where_radiologists_expect_it(view, index, expected):
     volume = marker_volume()
     ax = viz.plot_difference(volume, np.zeros_like(volume), axis=view, index=index, orientation="LPS")
     assert bright_pixel(np.asarray(ax.images[0].get_array())) == expected
+    ax = viz.plot_slice(volume, axis=view, index=index, orientation="LPS")
+    assert bright_pixel(np.asarray(ax.images[0].get_array())) == expected
     viewer = viz.show_volumes({"marker": volume}, axis=view, orientation="LPS")
     from PIL import Image
     import io
@@ -218,6 +227,8 @@ def test_viewers_open_on_the_slice_with_most_structure():
     assert plain.opening_index((10, 12, 14)) == 7 and [s.value for s in plain.widget and plain.sliders] == [7]
     ax = viz.plot_overlay(label, label)
     assert "slice 9" in ax.get_title()
+    assert "slice 9" in viz.plot_slice(image, label=label).get_title()
+    assert "slice 7" in viz.plot_slice(image).get_title()
     # changing the view reopens on the most structure along the new axis
     controls = viewer.widget.children[0].children
     controls[0].value = 0

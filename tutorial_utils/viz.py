@@ -36,6 +36,7 @@ __all__ = [
     "OVERLAY_COLOURS",
     "overlay_rgb",
     "plot_overlay",
+    "plot_slice",
     "plot_montage",
     "plot_registration_rows",
     "plot_checkerboard",
@@ -270,6 +271,48 @@ def plot_overlay(label_pred, label_true, axis=None, index: Optional[int] = None,
 # --------------------------------------------------------------------------
 # images
 # --------------------------------------------------------------------------
+def plot_slice(volume, axis=None, index: Optional[int] = None, title: str = "", ax=None,
+               orientation: Optional[str] = None, cmap: str = "gray", label=None,
+               vmin: Optional[float] = None, vmax: Optional[float] = None):
+    """One slice of a volume, optionally with a label contour in yellow.
+
+    Parameters
+    ----------
+    volume : array ``(d1, d2, d3)`` (size-1 batch/channel axes are dropped)
+    axis, orientation
+        As in :func:`plane_for`: an array axis, or a view name with ``orientation``.
+    index : int, optional
+        The slice; default the one with the most ``label``, else the middle.
+    title : str
+        Default: the view and slice, e.g. "axial slice 18 (array axis 2)".
+    label : array ``(d1, d2, d3)``, optional
+    vmin, vmax : float, optional
+        Grey-level limits (default: the slice's own range).
+
+    Returns
+    -------
+    matplotlib Axes
+
+    Examples
+    --------
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> ax = plot_slice(np.zeros((4, 5, 6)), orientation="LPS")
+    >>> ax.get_title(), ax.get_ylabel()
+    ('axial slice 3 (array axis 2)', 'anterior ↑ (array axis 1)')
+    """
+    volume = _volume(volume, "volume")
+    plane = plane_for(axis, orientation)
+    label = None if label is None else _volume(label, "label")
+    index = _index(volume, plane, index, label)
+    ax = ax or plt.subplots(figsize=(4.5, 4.5))[1]
+    ax.imshow(plane.take(volume, index), cmap=cmap, vmin=vmin, vmax=vmax)
+    if label is not None:
+        ax.contour(plane.take(label, index), levels=[0.5], colors=[LABEL_COLOUR], linewidths=1)
+    ax.set_title(title or plane.name(index))
+    plane.label(ax)
+    return ax
+
+
 def plot_montage(volume, axis=None, count: int = 8, title: str = "", cmap: str = "gray", label=None,
                  orientation: Optional[str] = None):
     """Evenly spaced slices of one volume, optionally with a label contour in yellow."""
