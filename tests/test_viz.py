@@ -4,7 +4,6 @@ import re
 from pathlib import Path
 
 import matplotlib
-import matplotlib.pyplot
 
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
@@ -18,7 +17,9 @@ RNG = np.random.default_rng(3)
 @pytest.fixture(autouse=True)
 def close_figures():
     yield
-    matplotlib.pyplot.close("all")
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
 
 
 def test_slider_ranges_match_volumes_and_same_shapes_share_one():
