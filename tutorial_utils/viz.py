@@ -1,14 +1,26 @@
 """Plots and the slice viewer the chapters share.
 
 Static figures (matplotlib) take plain ``(d1, d2, d3)`` NumPy arrays; pass a
-slice index along ``axis`` (default: the middle slice). Every figure has titles,
-axis labels in voxels and, where values matter, a colour bar.
+slice index along ``axis`` (default: the slice with the most of the label when
+one is given, else the middle slice). Every figure has titles, axis labels and,
+where values matter, a colour bar.
+
+Orientation: give ``orientation=`` (a loader's 3-letter code, e.g. ``"LPS"``) and
+every figure and the viewer show standard radiological views - axial: anterior
+up, the patient's left on the image's right; coronal: superior up, patient's left
+on the right; sagittal: superior up, anterior on the left (as ITK-SNAP and 3D
+Slicer show them) - with each image axis labelled by its anatomical direction and
+its array axis, e.g. "anterior ↑ (array axis 1)". ``axis`` may then name the view
+(``"axial"``, ``"coronal"``, ``"sagittal"``). Only the display is flipped and
+transposed (:class:`Plane`); arrays are never reoriented. Without an orientation,
+slices are shown in array order, labelled by array axis.
 
 The slice viewer, :func:`show_volumes`, gives a live slider (ipywidgets core
 widgets only, so it works in JupyterLab, classic Notebook and Colab) and, in
 the same output, a self-contained HTML slider over pre-rendered slices for
 places where no kernel runs (the published book, a notebook executed headless in
-CI). Jupyter front-ends show the widget; static renderers show the HTML.
+CI). Jupyter front-ends show the widget; static renderers show the HTML. The
+static form's HTML and JavaScript are files in ``tutorial_utils/templates``.
 
 Colours: label overlays use the Okabe-Ito palette, which stays distinct for the
 common forms of colour blindness: true positive white, false positive orange,
