@@ -593,7 +593,7 @@ def _to_rgb(plane: np.ndarray, cmap: str, limits: Tuple[float, float]) -> np.nda
 @lru_cache(maxsize=None)
 def _template(name: str) -> string.Template:
     """A static file of ``tutorial_utils/templates`` (HTML or JavaScript), read once."""
-    text = importlib.resources.files("tutorial_utils").joinpath("templates", name).read_text(encoding="utf-8")
+    text = importlib.resources.files("tutorial_utils").joinpath("templates").joinpath(name).read_text(encoding="utf-8")
     return string.Template(text)
 
 
