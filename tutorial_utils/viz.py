@@ -608,7 +608,7 @@ def _png(rgb: np.ndarray, scale: int) -> bytes:
     if scale != 1:
         image = image.resize((array.shape[1] * scale, array.shape[0] * scale), Image.NEAREST)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
+    image.save(buffer, format="PNG", compress_level=6)  # 5x faster than optimize=True, ~5 % larger
     return buffer.getvalue()
 
 
