@@ -271,3 +271,17 @@ def test_static_viewer_works_in_a_browser():
         assert viewers[0].query_selector("[data-readout='0']").text_content() == "0"
         browser.close()
     assert not errors, errors
+
+
+def test_grid_3d_draws_every_grid_line_through_the_moved_points():
+    ddf = RNG.normal(0, 0.3, (4, 5, 6, 3))
+    ax = viz.plot_grid_3d(ddf, orientation="LPS")
+    grey, blue = ax.lines
+    xs, ys, zs = blue.get_data_3d()
+    drawn = np.stack([xs, ys, zs], -1)
+    drawn = drawn[~np.isnan(drawn[:, 0])]
+    assert len(drawn) == 3 * 4 * 5 * 6  # every point once per axis-aligned line through it
+    grid = np.stack(np.meshgrid(np.arange(4), np.arange(5), np.arange(6), indexing="ij"), -1)
+    expected = np.unique(np.round((grid + ddf).reshape(-1, 3), 6), axis=0)
+    np.testing.assert_allclose(np.unique(np.round(drawn, 6), axis=0), expected)
+    assert "patient's left" in ax.get_xlabel()

@@ -492,6 +492,18 @@ def plot_loss_curves(history: Mapping[str, Sequence[float]], title: str = "loss 
     return ax
 
 
+def _grid_polylines(points: np.ndarray, spacing: int) -> np.ndarray:
+    """The grid lines through ``points`` ``(d1, d2, d3, 3)`` along each axis, every
+    ``spacing``-th, joined into one ``(n, 3)`` polyline with NaN rows between lines."""
+    lines = []
+    for axis in range(3):
+        along = np.moveaxis(points, axis, 2)[::spacing, ::spacing]  # (a, b, length, 3)
+        along = along.reshape(-1, along.shape[2], 3)
+        gaps = np.full((along.shape[0], 1, 3), np.nan)
+        lines.append(np.concatenate([along, gaps], axis=1).reshape(-1, 3))
+    return np.concatenate(lines)
+
+
 def plot_grid_3d(ddf, spacing: int = 1, title: str = "a 3-D grid warped by a DDF", ax=None,
                  orientation: Optional[str] = None):
     """Draw the lines of a small 3-D voxel grid, each point moved by ``ddf``.
@@ -510,17 +522,11 @@ def plot_grid_3d(ddf, spacing: int = 1, title: str = "a 3-D grid warped by a DDF
     moved = grid + field
     if ax is None:
         ax = plt.figure(figsize=(6, 6)).add_subplot(projection="3d")
-    for axis in range(3):
-        others = [i for i in range(3) if i != axis]
-        for a in range(0, size[others[0]], spacing):
-            for b in range(0, size[others[1]], spacing):
-                index = [slice(None)] * 3
-                index[others[0]], index[others[1]] = a, b
-                original = grid[tuple(index)]
-                line = moved[tuple(index)]
-                ax.plot(*original.T, color="#BBBBBB", linewidth=0.6)
-                ax.plot(*line.T, color="#0072B2", linewidth=1.0)
-    ax.scatter(*moved.reshape(-1, 3).T, s=6, color="#D55E00")
+    ax.computed_zorder = False  # one artist per family (fast): draw them in this order
+    for points, style in ((grid, dict(color="#BBBBBB", linewidth=0.6, zorder=1)),
+                          (moved, dict(color="#0072B2", linewidth=1.0, zorder=2))):
+        ax.plot(*_grid_polylines(points, spacing).T, **style)
+    ax.scatter(*moved.reshape(-1, 3).T, s=6, color="#D55E00", zorder=3)
     code = check_orientation(orientation) if orientation is not None else None
     for setter, axis in zip((ax.set_xlabel, ax.set_ylabel, ax.set_zlabel), range(3)):
         towards = f"{ANATOMY[code[axis]]} → " if code else ""
