@@ -274,7 +274,7 @@ def test_static_viewer_works_in_a_browser():
 
 
 def test_grid_3d_draws_every_grid_line_through_the_moved_points():
-    ddf = RNG.normal(0, 0.3, (4, 5, 6, 3))
+    ddf = RNG.normal(0, 0.3, (4, 5, 6, 3)).astype(np.float32)
     ax = viz.plot_grid_3d(ddf, orientation="LPS")
     grey, blue = ax.lines
     xs, ys, zs = blue.get_data_3d()
