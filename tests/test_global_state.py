@@ -104,10 +104,12 @@ DDF = RNG.normal(0, 0.5, (12, 14, 16, 3)).astype(np.float32)
 
 VIZ_CALLS = {
     "overlay_rgb": lambda: viz.overlay_rgb(LABEL, LABEL[::-1]),
-    "plot_overlay": lambda: viz.plot_overlay(LABEL, LABEL[::-1], orientation="LPS"),
+    "plot_overlay": lambda: viz.plot_overlay(fixed_label=LABEL, warped_label=LABEL[::-1],
+                                                orientation="LPS"),
     "plot_slice": lambda: viz.plot_slice(VOLUME, label=LABEL, orientation="LPS", axis="sagittal"),
     "plot_montage": lambda: viz.plot_montage(VOLUME, label=LABEL, orientation="LPS", axis="coronal"),
-    "plot_registration_rows": lambda: viz.plot_registration_rows(VOLUME, VOLUME, VOLUME),
+    "plot_registration_rows": lambda: viz.plot_registration_rows(fixed=VOLUME, moving=VOLUME,
+                                                                    warped=VOLUME),
     "plot_checkerboard": lambda: viz.plot_checkerboard(VOLUME, VOLUME[::-1], orientation="LPS"),
     "plot_difference": lambda: viz.plot_difference(VOLUME, VOLUME[::-1]),
     "plot_deformed_grid": lambda: viz.plot_deformed_grid(DDF, background=VOLUME, orientation="LPS"),

@@ -100,7 +100,7 @@ def test_mimebundle_offers_widget_and_static_html():
 def test_overlay_colours_are_the_colour_blind_safe_palette():
     pred = np.array([1, 1, 0, 0], float)
     true = np.array([1, 0, 1, 0], float)
-    rgb = viz.overlay_rgb(pred, true)
+    rgb = viz.overlay_rgb(true, pred)  # fixed first
     np.testing.assert_allclose(rgb[0], viz.OVERLAY_COLOURS["true positive"])
     np.testing.assert_allclose(rgb[1], viz.OVERLAY_COLOURS["false positive"])
     np.testing.assert_allclose(rgb[2], viz.OVERLAY_COLOURS["false negative"])
@@ -111,7 +111,7 @@ def test_static_plots_have_titles_and_labels():
     volume = RNG.random((16, 16, 8))
     ddf = RNG.normal(0, 0.5, (16, 16, 8, 3))
     axes = [
-        viz.plot_overlay(volume > 0.5, volume > 0.4),
+        viz.plot_overlay(fixed_label=volume > 0.4, warped_label=volume > 0.5),
         viz.plot_checkerboard(volume, volume[::-1]),
         viz.plot_difference(volume, volume[::-1]),
         viz.plot_deformed_grid(ddf),
@@ -120,7 +120,7 @@ def test_static_plots_have_titles_and_labels():
     ]
     for ax in axes:
         assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
-    for fig in [viz.plot_montage(volume), viz.plot_registration_rows(volume, volume, volume)]:
+    for fig in [viz.plot_montage(volume), viz.plot_registration_rows(fixed=volume, moving=volume, warped=volume)]:
         assert fig._suptitle is not None and fig._suptitle.get_text()
 
 
@@ -178,7 +178,8 @@ def test_axis_labels_name_direction_and_array_axis():
     assert ax.get_ylabel() == "anterior ↑ (array axis 1)"
     assert ax.get_xlabel() == "patient's left → (array axis 0)"
     assert "axial slice" in ax.get_title() and "(array axis 2)" in ax.get_title()
-    ax = viz.plot_overlay(np.ones((6, 7, 8)), np.ones((6, 7, 8)), axis="sagittal", orientation="SPL")
+    ax = viz.plot_overlay(fixed_label=np.ones((6, 7, 8)), warped_label=np.ones((6, 7, 8)),
+                          axis="sagittal", orientation="SPL")
     assert ax.get_ylabel() == "superior ↑ (array axis 0)" and ax.get_xlabel() == "posterior → (array axis 1)"
     fig = viz.plot_montage(np.ones((6, 7, 8)), axis="coronal", orientation="LPS")
     assert fig.axes[0].get_ylabel() == "superior ↑ (array axis 2)"
@@ -226,7 +227,7 @@ def test_viewers_open_on_the_slice_with_most_structure():
         static_data(html)["slices"][0][int(re.search(r'value="(\d+)" data-group="0"', html).group(1))] == 9
     plain = viz.show_volumes({"image": image})
     assert plain.opening_index((10, 12, 14)) == 7 and [s.value for s in plain.widget and plain.sliders] == [7]
-    ax = viz.plot_overlay(label, label)
+    ax = viz.plot_overlay(fixed_label=label, warped_label=label)
     assert "slice 9" in ax.get_title()
     assert "slice 9" in viz.plot_slice(image, label=label).get_title()
     assert "slice 7" in viz.plot_slice(image).get_title()
@@ -285,3 +286,19 @@ def test_grid_3d_draws_every_grid_line_through_the_moved_points():
     expected = np.unique(np.round((grid + ddf).reshape(-1, 3), 6), axis=0)
     np.testing.assert_allclose(np.unique(np.round(drawn, 6), axis=0), expected)
     assert "patient's left" in ax.get_xlabel()
+
+
+def test_fixed_and_moving_are_keyword_only_and_fixed_comes_first():
+    fixed = np.zeros((4, 5, 6)); fixed[1, 1, 3] = 1
+    warped = np.zeros((4, 5, 6)); warped[2, 2, 3] = 1
+    with pytest.raises(TypeError):
+        viz.plot_overlay(warped, fixed)
+    with pytest.raises(TypeError):
+        viz.plot_registration_rows(fixed, fixed, fixed)
+    ax = viz.plot_overlay(fixed_label=fixed, warped_label=warped, index=3)
+    shown = np.asarray(ax.images[0].get_array())
+    np.testing.assert_allclose(shown[1, 1], viz.OVERLAY_COLOURS["false negative"])  # fixed only
+    np.testing.assert_allclose(shown[2, 2], viz.OVERLAY_COLOURS["false positive"])  # warped only
+    fig = viz.plot_registration_rows(fixed=fixed, moving=warped, warped=warped, indices=[3])
+    assert [a.get_title().split(",")[0] for a in fig.axes] == ["fixed", "moving", "warped moving"]
+    np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), fixed[:, :, 3])

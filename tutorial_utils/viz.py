@@ -228,27 +228,32 @@ def opening_slice(shape: Sequence[int], axis: int, label=None) -> int:
 # --------------------------------------------------------------------------
 # label comparison
 # --------------------------------------------------------------------------
-def overlay_rgb(label_pred, label_true, threshold: float = 0.5) -> np.ndarray:
-    """Colour-code the agreement of a predicted (warped) label with the true one.
+def overlay_rgb(fixed_label, warped_label, threshold: float = 0.5) -> np.ndarray:
+    """Colour-code the agreement of a warped (moving) label with the fixed one.
+
+    Fixed first, as :mod:`~tutorial_utils.metrics` and :mod:`~tutorial_utils.losses`
+    compare ``(fixed, warped)``.
 
     Parameters
     ----------
-    label_pred, label_true : array, same shape (any number of dimensions)
+    fixed_label, warped_label : array, same shape (any number of dimensions)
+        Thresholded at ``threshold``.
 
     Returns
     -------
-    ndarray ``label.shape + (3,)`` RGB in [0, 1]: black true negative, white true
-    positive, orange false positive (pred only), sky blue false negative (true only).
+    ndarray ``label.shape + (3,)`` RGB in [0, 1]: black in neither, white in both
+    ("true positive"), orange in the warped label only ("false positive"), sky blue
+    in the fixed label only ("false negative").
 
     Examples
     --------
-    >>> [round(float(c), 3) for c in overlay_rgb([1, 0], [1, 1])[1]]
+    >>> [round(float(c), 3) for c in overlay_rgb([1, 1], [1, 0])[1]]  # fixed only
     [0.337, 0.706, 0.914]
     """
-    pred = np.asarray(label_pred) > threshold
-    true = np.asarray(label_true) > threshold
+    true = np.asarray(fixed_label) > threshold
+    pred = np.asarray(warped_label) > threshold
     if pred.shape != true.shape:
-        raise ValueError(f"`label_pred` has shape {pred.shape} but `label_true` has {true.shape}.")
+        raise ValueError(f"`fixed_label` has shape {true.shape} but `warped_label` has {pred.shape}.")
     rgb = np.zeros(pred.shape + (3,), dtype=np.float32)
     rgb[pred & true] = OVERLAY_COLOURS["true positive"]
     rgb[pred & ~true] = OVERLAY_COLOURS["false positive"]
@@ -260,20 +265,22 @@ def _index(volume: np.ndarray, plane: Plane, index: Optional[int], label=None) -
     return opening_slice(volume.shape, plane.axis, label) if index is None else int(index)
 
 
-def plot_overlay(label_pred, label_true, axis=None, index: Optional[int] = None, title: str = "", ax=None,
-                 orientation: Optional[str] = None):
+def plot_overlay(*, fixed_label, warped_label, axis=None, index: Optional[int] = None, title: str = "",
+                 ax=None, orientation: Optional[str] = None):
     """One slice of :func:`overlay_rgb` with a legend of the three colours.
 
+    The labels are keyword-only (``fixed_label=``, ``warped_label=``): swapping
+    them would swap the meaning of orange and blue without any error.
     ``axis``/``orientation`` as in :func:`plane_for`; ``index=None`` shows the
     slice with the most of either label.
     """
-    pred = _volume(label_pred, "label_pred")
-    true = _volume(label_true, "label_true")
+    true = _volume(fixed_label, "fixed_label")
+    pred = _volume(warped_label, "warped_label")
     plane = plane_for(axis, orientation)
     index = _index(true, plane, index, np.maximum(pred, true))
     ax = ax or plt.subplots(figsize=(4.5, 4.5))[1]
-    ax.imshow(overlay_rgb(plane.take(pred, index), plane.take(true, index)), interpolation="nearest")
-    ax.set_title(title or f"warped vs true label, {plane.name(index)}")
+    ax.imshow(overlay_rgb(plane.take(true, index), plane.take(pred, index)), interpolation="nearest")
+    ax.set_title(title or f"fixed vs warped label, {plane.name(index)}")
     plane.label(ax)
     handles = [matplotlib.patches.Patch(facecolor=c, edgecolor="grey", label=k) for k, c in OVERLAY_COLOURS.items()]
     ax.legend(handles=handles, loc="lower right", fontsize=7, framealpha=0.8)
@@ -350,25 +357,27 @@ def plot_montage(volume, axis=None, count: int = 8, title: str = "", cmap: str =
 
 
 def plot_registration_rows(
-    moving, fixed, warped, axis=None, indices: Optional[Sequence[int]] = None, title: str = "",
+    *, fixed, moving, warped, axis=None, indices: Optional[Sequence[int]] = None, title: str = "",
     cmap: str = "gray", orientation: Optional[str] = None,
 ):
-    """Rows of moving / fixed / warped slices: the classic way to judge a registration."""
-    volumes = [_volume(moving, "moving"), _volume(fixed, "fixed"), _volume(warped, "warped")]
+    """Rows of fixed / moving / warped moving slices: the classic way to judge a
+    registration. The volumes are keyword-only (``fixed=``, ``moving=``, ``warped=``);
+    ``indices`` default to three evenly spaced slices."""
+    volumes = [_volume(fixed, "fixed"), _volume(moving, "moving"), _volume(warped, "warped")]
     plane = plane_for(axis, orientation)
-    depth = volumes[1].shape[plane.axis]
+    depth = volumes[0].shape[plane.axis]
     if indices is None:
         indices = np.linspace(0, depth - 1, 5).round().astype(int)[1:-1]
     fig, axes = plt.subplots(len(indices), 3, figsize=(9, 3 * len(indices)), squeeze=False)
     vmin = min(float(v.min()) for v in volumes)
     vmax = max(float(v.max()) for v in volumes)
     for row, index in enumerate(indices):
-        for column, (name, volume) in enumerate(zip(("moving", "fixed", "warped moving"), volumes)):
+        for column, (name, volume) in enumerate(zip(("fixed", "moving", "warped moving"), volumes)):
             ax = axes[row, column]
             ax.imshow(plane.take(volume, index), cmap=cmap, vmin=vmin, vmax=vmax)
             ax.set_title(f"{name}, {plane.name(index)}", fontsize=8)
             plane.label(ax)
-    fig.suptitle(title or "moving / fixed / warped moving")
+    fig.suptitle(title or "fixed / moving / warped moving")
     fig.tight_layout()
     return fig
 
