@@ -29,36 +29,6 @@ def test_affine_step_xla_matches_graph_and_recovers_transform():
     assert last < 0.5 * first
 
 
-@pytest.mark.parametrize("velocity", [False, True])
-def test_ddf_step_xla_matches_graph(velocity):
-    fixed = tf.constant(smooth_volume((12, 16, 16)))
-    moving = tf.constant(np.roll(fixed.numpy(), 1, axis=2))
-    options = dict(learning_rate=0.1, velocity=velocity, seed=3)
-    step_xla, field_xla, _ = register.make_ddf_step(fixed, moving, jit_compile=True, **options)
-    step_graph, field_graph, _ = register.make_ddf_step(fixed, moving, jit_compile=False, **options)
-    np.testing.assert_array_equal(field_xla.numpy(), field_graph.numpy())
-    for _ in range(3):
-        np.testing.assert_allclose(np.array(step_xla()), np.array(step_graph()), rtol=1e-3, atol=1e-6)
-    np.testing.assert_allclose(field_xla.numpy(), field_graph.numpy(), atol=1e-3)
-
-
-def test_register_ddf_finds_a_known_shift():
-    fixed = tf.constant(smooth_volume((16, 32, 32), 3.0))
-    # moving(x) = fixed(x - e2), so the DDF that aligns it is +1 voxel along d2
-    moving = tf.constant(np.roll(fixed.numpy(), 1, axis=2))
-    result = register.register_ddf(fixed, moving, iterations=100, progress=False, seed=0)
-    assert result["ddf"].shape == (1, 16, 32, 32, 3)
-    assert len(result["history"]["total"]) == 100
-    interior = result["ddf"][0, 4:-4, 8:-8, 8:-8]
-    assert interior[..., 1].mean() > 0.6
-    assert np.abs(interior[..., [0, 2]]).mean() < 0.2
-
-
-def test_wrong_pair_shapes_are_refused():
-    with pytest.raises(ValueError, match="`moving` has shape"):
-        register.make_affine_step(np.zeros((1, 4, 4, 4)), np.zeros((1, 4, 4, 5)))
-
-
 # --------------------------------------------------------------------------
 # affine registration by stochastic sampling
 # --------------------------------------------------------------------------
@@ -168,3 +138,33 @@ def test_register_affine_refuses_bad_settings():
         register.register_affine(fixed=volume, moving=smooth_volume((8, 8, 9)))
     with pytest.raises(ValueError, match="`average_last`"):
         register.register_affine(fixed=volume, moving=volume, average_last=1.0)
+
+
+@pytest.mark.parametrize("velocity", [False, True])
+def test_ddf_step_xla_matches_graph(velocity):
+    fixed = tf.constant(smooth_volume((12, 16, 16)))
+    moving = tf.constant(np.roll(fixed.numpy(), 1, axis=2))
+    options = dict(learning_rate=0.1, velocity=velocity, seed=3)
+    step_xla, field_xla, _ = register.make_ddf_step(fixed, moving, jit_compile=True, **options)
+    step_graph, field_graph, _ = register.make_ddf_step(fixed, moving, jit_compile=False, **options)
+    np.testing.assert_array_equal(field_xla.numpy(), field_graph.numpy())
+    for _ in range(3):
+        np.testing.assert_allclose(np.array(step_xla()), np.array(step_graph()), rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(field_xla.numpy(), field_graph.numpy(), atol=1e-3)
+
+
+def test_register_ddf_finds_a_known_shift():
+    fixed = tf.constant(smooth_volume((16, 32, 32), 3.0))
+    # moving(x) = fixed(x - e2), so the DDF that aligns it is +1 voxel along d2
+    moving = tf.constant(np.roll(fixed.numpy(), 1, axis=2))
+    result = register.register_ddf(fixed, moving, iterations=100, progress=False, seed=0)
+    assert result["ddf"].shape == (1, 16, 32, 32, 3)
+    assert len(result["history"]["total"]) == 100
+    interior = result["ddf"][0, 4:-4, 8:-8, 8:-8]
+    assert interior[..., 1].mean() > 0.6
+    assert np.abs(interior[..., [0, 2]]).mean() < 0.2
+
+
+def test_wrong_pair_shapes_are_refused():
+    with pytest.raises(ValueError, match="`moving` has shape"):
+        register.make_affine_step(np.zeros((1, 4, 4, 4)), np.zeros((1, 4, 4, 5)))
