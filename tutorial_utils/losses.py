@@ -405,27 +405,22 @@ def _central_differences(field):
     return d_1, d_2, d_3
 
 
-def _numpy_gradient(field, axis: int):
-    """``numpy.gradient`` along spatial ``axis`` (1, 2 or 3) of ``(batch, d1, d2, d3, c)``:
-    central differences inside, one-sided first differences at the two ends; same shape."""
-    size = field.shape[axis]
+def _odd_extension(field, width: int):
+    """Extend ``(batch, d1, d2, d3, c)`` by ``width`` voxels on each side of each spatial
+    axis by odd reflection, ``f[-k] = 2 f[0] - f[k]`` (``numpy.pad(mode="reflect",
+    reflect_type="odd")``): a linear extrapolation, exact for affine fields."""
+    for axis in (1, 2, 3):
+        size = field.shape[axis]
 
-    def part(start, stop):
-        index = [slice(None)] * 5
-        index[axis] = slice(start, stop)
-        return field[tuple(index)]
+        def part(start, stop, field=field, axis=axis):
+            index = [slice(None)] * 5
+            index[axis] = slice(start, stop)
+            return field[tuple(index)]
 
-    first = part(1, 2) - part(0, 1)
-    inside = (part(2, size) - part(0, size - 2)) / 2.0
-    last = part(size - 1, size) - part(size - 2, size - 1)
-    return tf.concat([first, inside, last], axis=axis)
-
-
-def _derivatives(field, include_border: bool):
-    """First derivatives along d1, d2, d3: interior central differences, or at every voxel."""
-    if not include_border:
-        return _central_differences(field)
-    return tuple(_numpy_gradient(field, axis) for axis in (1, 2, 3))
+        low = 2.0 * part(0, 1) - tf.reverse(part(1, width + 1), [axis])
+        high = 2.0 * part(size - 1, size) - tf.reverse(part(size - 1 - width, size - 1), [axis])
+        field = tf.concat([low, field, high], axis=axis)
+    return field
 
 
 def bending_energy(ddf, include_border: bool = False) -> tf.Tensor:
@@ -447,11 +442,14 @@ def bending_energy(ddf, include_border: bool = False) -> tf.Tensor:
         ``False`` (default, the original toolkit's): central differences on the
         interior only, so the mean runs over the ``(d-4)^3`` voxels at least 2
         from every border, and the outer voxels are not penalised at all.
-        ``True``: derivatives at every voxel as :func:`numpy.gradient` computes
-        them (central inside, one-sided first differences at the two ends,
-        the derivative that :func:`tutorial_utils.metrics.jacobian_determinant`
-        uses), so the mean runs over all ``d1 d2 d3`` voxels and the border,
-        where unpenalised fields fold most, is regularised too.
+        ``True``: the field is first extended by 2 voxels beyond each border by
+        odd reflection (``numpy.pad(..., mode="reflect", reflect_type="odd")``,
+        a linear extrapolation, exact for affine fields), so the same formula
+        is evaluated at every voxel and the mean runs over all ``d1 d2 d3``
+        voxels: the border, where unpenalised fields fold most, is regularised
+        too. The first derivatives there are the one-sided differences of
+        :func:`numpy.gradient`, the ones
+        :func:`tutorial_utils.metrics.jacobian_determinant` uses.
 
     Returns ``(batch,)``.
 
@@ -464,10 +462,12 @@ def bending_energy(ddf, include_border: bool = False) -> tf.Tensor:
     0.01333
     """
     ddf = _check_ddf(ddf)
-    d_1, d_2, d_3 = _derivatives(ddf, include_border)
-    d_11, d_12, d_13 = _derivatives(d_1, include_border)
-    _, d_22, d_23 = _derivatives(d_2, include_border)
-    _, _, d_33 = _derivatives(d_3, include_border)
+    if include_border:
+        ddf = _odd_extension(ddf, 2)
+    d_1, d_2, d_3 = _central_differences(ddf)
+    d_11, d_12, d_13 = _central_differences(d_1)
+    _, d_22, d_23 = _central_differences(d_2)
+    _, _, d_33 = _central_differences(d_3)
     energy = (
         tf.square(d_11) + tf.square(d_22) + tf.square(d_33)
         + 2.0 * (tf.square(d_12) + tf.square(d_13) + tf.square(d_23))
@@ -490,17 +490,20 @@ def gradient_norm(ddf, norm: str = "l2", include_border: bool = False) -> tf.Ten
     ddf : tensor ``(batch, d1, d2, d3, 3)`` in voxels.
     norm : {"l1", "l2"}
     include_border : bool
-        ``False`` (default): central differences on the interior (the outer
-        voxel of each side is not seen). ``True``: derivatives at every voxel as
-        :func:`numpy.gradient` computes them (one-sided at the two ends), mean
-        over all voxels.
+        ``False`` (default): central differences on the interior (derivatives
+        are not evaluated at the outer voxel of each side). ``True``: the field
+        is extended by 1 voxel by odd reflection (linear extrapolation), so
+        derivatives are evaluated at every voxel, equal to
+        :func:`numpy.gradient`'s (one-sided at the two ends); mean over all voxels.
 
     Returns ``(batch,)``.
     """
     ddf = _check_ddf(ddf)
     if norm not in ("l1", "l2"):
         raise ValueError(f"`norm` is {norm!r}; it needs to be 'l1' or 'l2'.")
-    derivatives = tf.stack(_derivatives(ddf, include_border), axis=-1)  # (..., component, direction)
+    if include_border:
+        ddf = _odd_extension(ddf, 1)
+    derivatives = tf.stack(_central_differences(ddf), axis=-1)  # (..., component, direction)
     per_voxel = tf.abs(derivatives) if norm == "l1" else tf.square(derivatives)
     return tf.reduce_mean(tf.reduce_sum(per_voxel, axis=-1), axis=[1, 2, 3, 4])
 

@@ -187,6 +187,22 @@ def _deform_term(ddf, name, include_border):
     )
 
 
+def _numpy_gradient(field, axis: int):
+    """``numpy.gradient`` along spatial ``axis`` (1, 2 or 3) of ``(batch, d1, d2, d3, c)``:
+    central differences inside, one-sided first differences at the two ends; same shape."""
+    size = field.shape[axis]
+
+    def part(start, stop):
+        index = [slice(None)] * 5
+        index[axis] = slice(start, stop)
+        return field[tuple(index)]
+
+    first = part(1, 2) - part(0, 1)
+    inside = (part(2, size) - part(0, size - 2)) / 2.0
+    last = part(size - 1, size) - part(size - 2, size - 1)
+    return tf.concat([first, inside, last], axis=axis)
+
+
 def folding_penalty(ddf, threshold: float = 0.1) -> tf.Tensor:
     r"""Mean hinge on the Jacobian determinant: a penalty on (near-)folding voxels only.
 
@@ -209,18 +225,17 @@ def folding_penalty(ddf, threshold: float = 0.1) -> tf.Tensor:
     -------
     tf.Tensor ``(batch,)``; 0 for an identity or any field with ``det > tau`` everywhere.
     """
-    from .losses import _numpy_gradient
-
     shape = check_rank(ddf, "ddf", [5], "(batch, d1, d2, d3, 3)")
     if shape[-1] != 3 or any(size is not None and size < 3 for size in shape[1:4]):
         raise ValueError(f"`ddf` has shape {shape}; it needs (batch, d1, d2, d3, 3), each d >= 3.")
     ddf = _as_float32(ddf, "ddf")
-    # jac[..., c, i] = d(x_c + u_c) / d x_i
-    jac = tf.stack([_numpy_gradient(ddf, axis) for axis in (1, 2, 3)], axis=-1) + tf.eye(3)
+    # grad[i][c] = d u_c / d x_i; jac[c][i] = d (x_c + u_c) / d x_i
+    grad = [tf.unstack(_numpy_gradient(ddf, axis), axis=-1) for axis in (1, 2, 3)]
+    jac = [[grad[i][c] + (1.0 if i == c else 0.0) for i in range(3)] for c in range(3)]
     det = (
-        jac[..., 0, 0] * (jac[..., 1, 1] * jac[..., 2, 2] - jac[..., 1, 2] * jac[..., 2, 1])
-        - jac[..., 0, 1] * (jac[..., 1, 0] * jac[..., 2, 2] - jac[..., 1, 2] * jac[..., 2, 0])
-        + jac[..., 0, 2] * (jac[..., 1, 0] * jac[..., 2, 1] - jac[..., 1, 1] * jac[..., 2, 0])
+        jac[0][0] * (jac[1][1] * jac[2][2] - jac[1][2] * jac[2][1])
+        - jac[0][1] * (jac[1][0] * jac[2][2] - jac[1][2] * jac[2][0])
+        + jac[0][2] * (jac[1][0] * jac[2][1] - jac[1][1] * jac[2][0])
     )
     return tf.reduce_mean(tf.nn.relu(threshold - det), axis=[1, 2, 3])
 
