@@ -204,9 +204,6 @@ def test_register_steps_leave_global_state():
     assert_leaves_global_state(ddf)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "network.py (not the data/viz module): Keras layers built without an initializer seed "
-    "draw their seed with Python's random.randint; pass seeded initializers"))
 def test_network_building_leaves_global_state():
     from tutorial_utils import network
 
