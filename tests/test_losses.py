@@ -558,3 +558,18 @@ def test_border_aware_bending_compiles_with_xla():
     compiled = tf.function(lambda d: losses.bending_energy(d, include_border=True), jit_compile=True)
     np.testing.assert_allclose(compiled(rough), losses.bending_energy(rough, include_border=True),
                                rtol=1e-5)
+
+
+def test_get_loss_passes_options_through_to_the_deformation_penalties():
+    rng = np.random.default_rng(5)
+    ddf = rng.standard_normal((2, 7, 7, 7, 3)).astype(np.float32)
+    for name, function, preset in [
+        ("bending", losses.bending_energy, {}),
+        ("gradient-l1", losses.gradient_norm, {"norm": "l1"}),
+        ("gradient-l2", losses.gradient_norm, {"norm": "l2"}),
+    ]:
+        border = losses.get_loss(name, include_border=True)(ddf).numpy()
+        np.testing.assert_allclose(border, function(ddf, include_border=True, **preset).numpy(), rtol=1e-6)
+        assert not np.allclose(border, losses.get_loss(name)(ddf).numpy())  # the option acts
+        mean = losses.local_displacement_energy(ddf, name, include_border=True).numpy()
+        assert mean == pytest.approx(border.mean(), rel=1e-6)
