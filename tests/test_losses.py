@@ -16,19 +16,39 @@ def smooth_image(shape, sigma=1.5):
 
 
 # ---------------------------------------------------------------- references
-def np_lncc(true, pred, window, kernel_1d, eps=losses.EPS):
+def np_standardise(volume):
+    """float64: mean 0, standard deviation 1; a constant image becomes 0."""
+    volume = np.asarray(volume, np.float64)
+    centred = volume - volume.mean()
+    deviation = centred.std()
+    return centred / deviation if deviation > 0 else centred * 0.0
+
+
+def np_lncc(fixed, warped, window, kernel_1d, eps=losses.EPS):
+    """LNCC's documented formula in float64, written independently of losses.py:
+    standardised images, window moments by normalised convolution (the window sums
+    of scipy's zero-padded correlation divided by the window sums of ones), i.e.
+    windows restricted to the volume, and the moments as E[xy] - E[x]E[y]."""
+    f, w = np_standardise(fixed), np_standardise(warped)
+    kernel = np.asarray(kernel_1d, np.float64)
+
     def filt(volume):
-        out = volume.astype(np.float64)
+        out = volume
         for axis in range(3):
-            out = ndimage.correlate1d(out, kernel_1d, axis=axis, mode="constant")
+            out = ndimage.correlate1d(out, kernel, axis=axis, mode="constant")
         return out
 
+    count = filt(np.ones_like(f))
+
+    def mean(volume):
+        return filt(volume) / count
+
     n = window**3
-    mt, mp = filt(true), filt(pred)
-    cross = n * (filt(true * pred) - mt * mp)
-    vt = np.maximum(n * (filt(true * true) - mt * mt), 0)
-    vp = np.maximum(n * (filt(pred * pred) - mp * mp), 0)
-    return np.mean(cross**2 / (vt * vp + eps))
+    mf, mw = mean(f), mean(w)
+    cross = n * (mean(f * w) - mf * mw)
+    vf = np.maximum(n * (mean(f * f) - mf * mf), 0)
+    vw = np.maximum(n * (mean(w * w) - mw * mw), 0)
+    return np.mean(cross**2 / (vf * vw + eps))
 
 
 def np_gmi(true, pred, bins=23, sigma_ratio=0.5, eps=losses.EPS):
@@ -257,10 +277,10 @@ def test_dispatchers_turn_similarities_into_losses():
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: losses.dissimilarity_fn(np.zeros((1, 4, 4, 4)), np.zeros((1, 4, 4, 4)), "mse"), "known image dissimilarities"),
-        (lambda: losses.local_displacement_energy(np.zeros((1, 6, 6, 6, 3)), "elastic"), "known deformation energies"),
-        (lambda: losses.ssd(np.zeros((1, 4, 4, 4)), np.zeros((1, 4, 4, 5))), "`y_pred` has shape (1, 4, 4, 5)"),
-        (lambda: losses.lncc(np.zeros((4, 4, 4)), np.zeros((4, 4, 4))), "`y_true` has shape (4, 4, 4)"),
+        (lambda: losses.dissimilarity_fn(np.zeros((1, 4, 4, 4)), np.zeros((1, 4, 4, 4)), "mse"), "known losses"),
+        (lambda: losses.local_displacement_energy(np.zeros((1, 6, 6, 6, 3)), "elastic"), "known losses"),
+        (lambda: losses.ssd(np.zeros((1, 4, 4, 4)), np.zeros((1, 4, 4, 5))), "`warped` has shape (1, 4, 4, 5)"),
+        (lambda: losses.lncc(np.zeros((4, 4, 4)), np.zeros((4, 4, 4))), "`fixed` has shape (4, 4, 4)"),
         (lambda: losses.lncc(np.zeros((1, 9, 9, 9)), np.zeros((1, 9, 9, 9)), window_size=4), "`window_size` is 4"),
         (lambda: losses.bending_energy(np.zeros((1, 6, 6, 6, 2))), "`ddf` has shape (1, 6, 6, 6, 2)"),
         (lambda: losses.multi_scale_loss(np.zeros((1, 4, 4, 4)), np.zeros((1, 4, 4, 4)), "focal"), "known label losses"),
