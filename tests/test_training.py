@@ -211,3 +211,5 @@ def test_training_smoke_and_checkpoint_resume(tmp_path):
     history3 = training.fit(resumed, epochs=3, **options)
     assert len(history3["train_total"]) == 3
     assert history3["train_total"][-1] < history3["train_total"][0]
+    with pytest.raises(ValueError, match="holds 3 epochs, more than `epochs` = 2"):
+        training.fit(small_model(), epochs=2, **options)

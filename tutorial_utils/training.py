@@ -463,7 +463,8 @@ def fit(model: tf.keras.Model, *, train, valid, config: LossConfig, epochs: int,
     ------
     ValueError
         If ``train`` or ``valid`` lack the four arrays or their shapes disagree,
-        ``epochs`` is negative, or there are fewer training pairs than ``batch_size``.
+        ``epochs`` is negative, there are fewer training pairs than ``batch_size``,
+        or ``checkpoint_dir`` holds a run longer than ``epochs``.
     """
     arrays = _check_fit_inputs(train, valid, epochs=epochs, batch_size=batch_size)
     strategy = strategy or get_strategy()
@@ -472,6 +473,9 @@ def fit(model: tf.keras.Model, *, train, valid, config: LossConfig, epochs: int,
         checkpoint = (None if checkpoint_dir is None else
                       TrainingCheckpoint(checkpoint_dir, model=model, optimiser=optimiser))
     start, history = checkpoint.restore() if checkpoint is not None else (0, None)
+    if start > int(epochs):
+        raise ValueError(f"`checkpoint_dir` ({checkpoint!r}) holds {start} epochs, more than `epochs` = "
+                         f"{epochs}; use another folder or checkpoint_folder(name, fresh=True).")
     history = history or {key: [] for key in HISTORY_KEYS}
     train_step = _make_train_step(model, optimiser, config, strategy, int(batch_size))
     description = "training" + (f" (resumed after epoch {start})" if start else "")
