@@ -27,7 +27,13 @@ def _conv_block(tensor, channels: int, name: str):
 
 
 class _IntegrateVelocity(tf.keras.layers.Layer):
-    """Scaling and squaring as a Keras layer (so the network can output a velocity)."""
+    """Scaling and squaring as a Keras layer (so the network can output a velocity).
+
+    Calls :func:`tutorial_utils.warp.integrate_velocity` (Arsigny et al. 2006):
+    ``(batch, d1, d2, d3, 3)`` velocity in voxels -> DDF of the same shape in
+    voxels, ``num_steps`` squarings; the field is extended from its border at
+    each squaring, so a constant velocity gives that translation everywhere.
+    """
 
     def __init__(self, num_steps: int = 7, **kwargs):
         super().__init__(**kwargs)
@@ -38,6 +44,22 @@ class _IntegrateVelocity(tf.keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_steps": self.num_steps}
+
+
+def _checked_size(image_size, initial_channels: int, levels: int):
+    """``image_size`` as a tuple of 3 int; a ``ValueError`` for sizes the network cannot take."""
+    image_size = tuple(int(size) for size in image_size)
+    if len(image_size) != 3:
+        raise ValueError(f"`image_size` is {image_size}; it needs three sizes (d1, d2, d3).")
+    if levels < 1 or initial_channels < 1:
+        raise ValueError(f"`levels` ({levels}) and `initial_channels` ({initial_channels}) must be at least 1.")
+    factor = 2 ** levels
+    if any(size % factor for size in image_size):
+        raise ValueError(
+            f"`image_size` {image_size} is not divisible by 2**levels = {factor}; resample the images "
+            f"(e.g. load_lung_pairs(size=...)) or use fewer levels."
+        )
+    return image_size
 
 
 def build_registration_network(
@@ -66,25 +88,30 @@ def build_registration_network(
         Number of down-sampling steps.
     velocity : bool
         Output a stationary velocity field and integrate it (scaling and
-        squaring) into the DDF.
+        squaring, :func:`tutorial_utils.warp.integrate_velocity`, 7 squarings)
+        into the DDF.
+    name : str
+        The model's name.
 
     Returns
     -------
     tf.keras.Model
         Inputs ``[moving, fixed]``, each ``(batch, d1, d2, d3, 1)``; output the
         DDF ``(batch, d1, d2, d3, 3)`` in voxels.
+
+    Raises
+    ------
+    ValueError
+        If ``image_size`` is not three sizes divisible by ``2**levels``, or
+        ``levels`` or ``initial_channels`` is below 1.
+
+    Examples
+    --------
+    >>> model = build_registration_network((8, 8, 8), initial_channels=2, levels=1)
+    >>> model.output_shape
+    (None, 8, 8, 8, 3)
     """
-    image_size = tuple(int(size) for size in image_size)
-    if len(image_size) != 3:
-        raise ValueError(f"`image_size` is {image_size}; it needs three sizes (d1, d2, d3).")
-    if levels < 1 or initial_channels < 1:
-        raise ValueError(f"`levels` ({levels}) and `initial_channels` ({initial_channels}) must be at least 1.")
-    factor = 2 ** levels
-    if any(size % factor for size in image_size):
-        raise ValueError(
-            f"`image_size` {image_size} is not divisible by 2**levels = {factor}; resample the images "
-            f"(e.g. load_lung_pairs(size=...)) or use fewer levels."
-        )
+    image_size = _checked_size(image_size, initial_channels, levels)
     moving = tf.keras.Input(image_size + (1,), name="moving")
     fixed = tf.keras.Input(image_size + (1,), name="fixed")
     tensor = tf.keras.layers.Concatenate(name="pair")([moving, fixed])
