@@ -18,9 +18,24 @@ from .warp import integrate_velocity
 __all__ = ["build_registration_network"]
 
 
-def _conv_block(tensor, channels: int, name: str):
+def _seeded(seed: int, name: str):
+    """A Glorot-uniform initializer whose seed is derived from ``seed`` and the layer's name.
+
+    Keras layers built without a seed draw one from Python's global ``random``
+    module; seeding every initializer keeps the library off global state and
+    makes the initial weights a function of ``seed`` alone.
+    """
+    import zlib
+
+    return tf.keras.initializers.GlorotUniform(seed=(int(seed) * 7919 + zlib.crc32(name.encode())) % 2**31)
+
+
+def _conv_block(tensor, channels: int, name: str, seed: int):
     for index in range(2):
-        tensor = tf.keras.layers.Conv3D(channels, 3, padding="same", name=f"{name}_conv{index}")(tensor)
+        tensor = tf.keras.layers.Conv3D(
+            channels, 3, padding="same", name=f"{name}_conv{index}",
+            kernel_initializer=_seeded(seed, f"{name}_conv{index}"),
+        )(tensor)
         tensor = tf.keras.layers.GroupNormalization(groups=min(4, channels), name=f"{name}_norm{index}")(tensor)
         tensor = tf.keras.layers.LeakyReLU(0.2, name=f"{name}_act{index}")(tensor)
     return tensor
@@ -68,6 +83,7 @@ def build_registration_network(
     levels: int = 3,
     velocity: bool = False,
     name: str = "registration_network",
+    seed: int = 0,
 ) -> tf.keras.Model:
     """An encoder-decoder that predicts a DDF from a moving and a fixed image.
 
@@ -92,6 +108,9 @@ def build_registration_network(
         into the DDF.
     name : str
         The model's name.
+    seed : int
+        Seed of the initial weights (each layer's initializer is seeded from it
+        and the layer's name; no global random state is read or changed).
 
     Returns
     -------
@@ -119,15 +138,21 @@ def build_registration_network(
     skips = []
     for level in range(levels):
         channels = initial_channels * 2 ** level
-        tensor = _conv_block(tensor, channels, f"down{level}")
+        tensor = _conv_block(tensor, channels, f"down{level}", seed)
         skips.append(tensor)
-        tensor = tf.keras.layers.Conv3D(channels * 2, 3, strides=2, padding="same", name=f"pool{level}")(tensor)
-    tensor = _conv_block(tensor, initial_channels * 2 ** levels, "bottom")
+        tensor = tf.keras.layers.Conv3D(
+            channels * 2, 3, strides=2, padding="same", name=f"pool{level}",
+            kernel_initializer=_seeded(seed, f"pool{level}"),
+        )(tensor)
+    tensor = _conv_block(tensor, initial_channels * 2 ** levels, "bottom", seed)
     for level in reversed(range(levels)):
         channels = initial_channels * 2 ** level
-        tensor = tf.keras.layers.Conv3DTranspose(channels, 3, strides=2, padding="same", name=f"up{level}")(tensor)
+        tensor = tf.keras.layers.Conv3DTranspose(
+            channels, 3, strides=2, padding="same", name=f"up{level}",
+            kernel_initializer=_seeded(seed, f"up{level}"),
+        )(tensor)
         tensor = tf.keras.layers.Add(name=f"skip{level}")([tensor, skips[level]])
-        tensor = _conv_block(tensor, channels, f"dec{level}")
+        tensor = _conv_block(tensor, channels, f"dec{level}", seed)
     field = tf.keras.layers.Conv3D(
         3, 3, padding="same", kernel_initializer="zeros", bias_initializer="zeros",
         name="velocity" if velocity else "ddf_head",
