@@ -59,7 +59,8 @@ if importlib.util.find_spec("tutorial_utils") is None:
         "repository (see its README), then restart the kernel."
     )
 
-import tutorial_utils  # imports TensorFlow without its start-up chatter
+import tutorial_utils
+import tutorial_utils.warp  # imports TensorFlow, without its start-up chatter
 import tensorflow as tf
 from tutorial_utils.config import describe_mode
 

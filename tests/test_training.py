@@ -1,54 +1,119 @@
-"""training.py: loss weighting, consistent augmentation, checkpoint resume, a smoke test."""
+"""training.py: loss weighting, consistent augmentation, checkpoint save/restore, a smoke test."""
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
 from scipy import ndimage
 
-from tutorial_utils import losses, training, warp
+from tutorial_utils import data, losses, training, warp
 from tutorial_utils.network import build_registration_network
 
 RNG = np.random.default_rng(1)
 SIZE = (8, 8, 8)
 
 
-def pairs(count=4):
-    images = ndimage.gaussian_filter(RNG.random((2 * count,) + SIZE), (0, 1.5, 1.5, 1.5)).astype(np.float32)
-    images = (images - images.min()) / (images.max() - images.min())
+def arrays(count=4):
+    images = ndimage.gaussian_filter(RNG.random((2 * count,) + SIZE), (0, 1.5, 1.5, 1.5))
+    images = ((images - images.min()) / (images.max() - images.min())).astype(np.float32)
     labels = (images > 0.5).astype(np.float32)
-    return images[:count], images[count:], labels[:count], labels[count:]
+    return {"fixed": images[:count], "moving": images[count:],
+            "fixed_label": labels[:count], "moving_label": labels[count:]}
 
 
-def test_combined_loss_weights_each_term():
-    moving, fixed, moving_label, fixed_label = pairs(2)
+def pairs(count=4):
+    """A data.LungPairs of smooth random volumes (synthetic: flagged as a stand-in)."""
+    a = arrays(count)
+    return data.LungPairs(fixed_images=a["fixed"], moving_images=a["moving"],
+                          fixed_labels=a["fixed_label"], moving_labels=a["moving_label"],
+                          cases=[f"case_{i:03d}" for i in range(count)], spacing=(1.0, 1.0, 1.0),
+                          orientation="LPS", is_standin=True, name="synthetic")
+
+
+def test_combined_loss_weights_each_term_from_get_loss():
+    a = arrays(2)
     ddf = RNG.normal(0, 0.5, (2,) + SIZE + (3,)).astype(np.float32)
-    config = training.LossConfig(image_weight=2.0, label_weight=3.0, deform_weight=0.5, label_scales=(0, 1))
-    terms = training.combined_loss(fixed, moving, fixed_label, moving_label, ddf, config)
-    np.testing.assert_allclose(terms["image"], losses.ssd(fixed, moving), rtol=1e-6)
-    np.testing.assert_allclose(terms["label"], losses.multi_scale_loss(fixed_label, moving_label, "dice", (0, 1)), rtol=1e-6)
+    config = training.LossConfig(image_weight=2.0, label_weight=3.0, deform_weight=0.5,
+                                 label_scales=(0, 1))
+    terms = training.combined_loss(config, fixed=a["fixed"], warped=a["moving"],
+                                   fixed_label=a["fixed_label"], warped_label=a["moving_label"], ddf=ddf)
+    # independent references: the single-purpose losses, not get_loss
+    np.testing.assert_allclose(terms["image"], losses.ssd(a["fixed"], a["moving"]), rtol=1e-6)
+    np.testing.assert_allclose(
+        terms["label"], losses.multi_scale_loss(a["fixed_label"], a["moving_label"], "dice", (0, 1)),
+        rtol=1e-6)
     np.testing.assert_allclose(terms["deform"], losses.bending_energy(ddf), rtol=1e-6)
-    np.testing.assert_allclose(terms["total"], 2 * terms["image"] + 3 * terms["label"] + 0.5 * terms["deform"], rtol=1e-6)
-    lncc = training.combined_loss(fixed, moving, fixed_label, moving_label, ddf,
-                                  training.LossConfig(image_loss="lncc", label_weight=0))
-    np.testing.assert_allclose(lncc["image"], 1 - losses.lncc(fixed, moving), rtol=1e-6)
+    np.testing.assert_allclose(terms["total"], 2 * terms["image"] + 3 * terms["label"]
+                               + 0.5 * terms["deform"], rtol=1e-6)
+    lncc = training.combined_loss(training.LossConfig(image_loss="lncc", label_weight=0,
+                                                      deform_loss="gradient-l1"),
+                                  fixed=a["fixed"], warped=a["moving"], fixed_label=a["fixed_label"],
+                                  warped_label=a["moving_label"], ddf=ddf)
+    np.testing.assert_allclose(lncc["image"], 1 - losses.lncc(a["fixed"], a["moving"]), rtol=1e-5)
+    np.testing.assert_allclose(lncc["deform"], losses.gradient_norm(ddf, "l1"), rtol=1e-6)
+
+
+def test_combined_loss_takes_keywords_only():
+    a = arrays(1)
+    with pytest.raises(TypeError):
+        training.combined_loss(training.LossConfig(), a["fixed"], a["moving"], a["fixed_label"],
+                               a["moving_label"], np.zeros((1,) + SIZE + (3,), np.float32))
 
 
 def test_loss_config_refuses_nonsense():
     with pytest.raises(ValueError, match="nothing would drive"):
         training.LossConfig(image_weight=0, label_weight=0)
-    with pytest.raises(ValueError, match="`image_loss`"):
+    with pytest.raises(ValueError, match="`image_loss` is 'mi'"):
         training.LossConfig(image_loss="mi")
+    with pytest.raises(ValueError, match="`image_loss` is 'dice'"):  # a label loss, not an image one
+        training.LossConfig(image_loss="dice")
+    with pytest.raises(ValueError, match="`deform_loss`"):
+        training.LossConfig(deform_loss="ssd")
+    with pytest.raises(ValueError, match="`label_weight` is -1"):
+        training.LossConfig(label_weight=-1)
+
+
+def test_every_name_of_each_family_is_accepted():
+    for name in losses.LOSS_NAMES["image"]:
+        assert training.LossConfig(image_loss=name).image_loss == name
+    for name in losses.LOSS_NAMES["label"]:
+        assert training.LossConfig(label_loss=name).label_loss == name
+    for name in losses.LOSS_NAMES["deformation"]:
+        assert training.LossConfig(deform_loss=name).deform_loss == name
 
 
 def test_augmentation_moves_image_and_label_together_and_is_seeded():
-    moving, fixed, _, _ = pairs(3)
-    # use each image as its own "label": after augmentation the two must still be equal
-    out = training.augment_pairs(moving, fixed, moving, fixed, scale=0.1, seed=[5, 0])
-    np.testing.assert_allclose(out[0], out[2], atol=1e-6)
-    np.testing.assert_allclose(out[1], out[3], atol=1e-6)
-    assert not np.allclose(out[0], moving), "the images were transformed"
-    assert not np.allclose(out[0], out[1]), "moving and fixed get different transforms"
-    again = training.augment_pairs(moving, fixed, moving, fixed, scale=0.1, seed=[5, 0])
-    np.testing.assert_array_equal(out[0], again[0])
+    a = arrays(3)
+    # each image is its own "label": after augmentation the two must still be equal
+    kwargs = dict(fixed=a["fixed"], moving=a["moving"], fixed_label=a["fixed"],
+                  moving_label=a["moving"], scale=0.1, seed=[5, 0])
+    out = training.augment_pairs(**kwargs)
+    np.testing.assert_allclose(out["moving"], out["moving_label"], atol=1e-6)
+    np.testing.assert_allclose(out["fixed"], out["fixed_label"], atol=1e-6)
+    assert not np.allclose(out["moving"], a["moving"]), "the images were transformed"
+    # the same image as fixed and moving comes out different: two transforms
+    same = training.augment_pairs(fixed=a["fixed"], moving=a["fixed"], fixed_label=a["fixed"],
+                                  moving_label=a["fixed"], scale=0.1, seed=[5, 0])
+    assert not np.allclose(same["fixed"], same["moving"])
+    again = training.augment_pairs(**kwargs)
+    np.testing.assert_array_equal(out["moving"], again["moving"])
+    with pytest.raises(TypeError):
+        training.augment_pairs(a["fixed"], a["moving"], a["fixed"], a["moving"], scale=0.1, seed=0)
+
+
+def test_augmentation_matches_an_independent_scipy_affine():
+    image = arrays(1)["fixed"]
+    out = training.augment_pairs(fixed=image, moving=image, fixed_label=image, moving_label=image,
+                                 scale=0.1, seed=[2])
+    # the fixed stream is drawn with seed + [1] and applied about the centre:
+    # out(x) = image(A^T (x - c) + c + t) in the row-vector convention of warp_grid
+    theta = warp.random_transform_generator(1, 0.1, seed=[2, 1]).numpy()[0]
+    centre = (np.array(SIZE) - 1) / 2
+    matrix, offset = theta[:3].T, theta[3] + centre - theta[:3].T @ centre
+    expected = ndimage.affine_transform(image[0].astype(np.float64), matrix, offset, order=1,
+                                        mode="constant", cval=0.0)
+    interior = (slice(2, -2),) * 3
+    np.testing.assert_allclose(out["fixed"][0][interior], expected[interior], atol=1e-5)
 
 
 def test_centre_affine_keeps_the_centre_in_place():
@@ -64,33 +129,87 @@ def small_model():
     return build_registration_network(SIZE, initial_channels=4, levels=1)
 
 
-def test_two_step_training_smoke_and_checkpoint_resume(tmp_path):
+def test_predict_ddf_is_fixed_first_and_batched():
+    model = small_model()
+    a = arrays(3)
+    one = training.predict_ddf(model, fixed=a["fixed"], moving=a["moving"], batch_size=1)
+    assert one.shape == (3,) + SIZE + (3,)
+    # the network's inputs are [moving, fixed]: the keywords must land there
+    direct = model([a["moving"][..., None], a["fixed"][..., None]], training=False).numpy()
+    np.testing.assert_allclose(one, direct, atol=1e-6)
+    np.testing.assert_allclose(training.predict_ddf(model, fixed=a["fixed"], moving=a["moving"],
+                                                    batch_size=2), one, atol=1e-6)
+    with pytest.raises(ValueError, match="need one shape"):
+        training.predict_ddf(model, fixed=a["fixed"], moving=a["moving"][:2])
+
+
+def test_checkpoint_round_trip_and_printing_shows_no_absolute_path(tmp_path):
+    model = small_model()
+    optimiser = tf.keras.optimizers.Adam(1e-3)
+    folder = tmp_path / "run"
+    checkpoint = training.TrainingCheckpoint(folder, model=model, optimiser=optimiser)
+    assert checkpoint.restore() == (0, None), "an empty folder holds nothing to resume"
+    assert str(tmp_path) not in repr(checkpoint) and "run" in repr(checkpoint)
+    history = {"train_total": [1.0, 0.5]}
+    checkpoint.save(2, history, training.LossConfig())
+    saved = [w.copy() for w in model.get_weights()]
+    assert json.loads((folder / "history.json").read_text())["config"]["image_loss"] == "ssd"
+
+    other = small_model()
+    other.set_weights([w + 1 for w in saved])
+    epochs, restored = training.TrainingCheckpoint(
+        folder, model=other, optimiser=tf.keras.optimizers.Adam(1e-3)).restore()
+    assert (epochs, restored) == (2, history)
+    for got, want in zip(other.get_weights(), saved):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_checkpoint_folder_lives_in_the_data_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUTORIAL_DATA_CACHE", str(tmp_path))
+    folder = training.checkpoint_folder("lung_quick")
+    assert folder == tmp_path / "checkpoints" / "lung_quick"
+    folder.mkdir(parents=True)
+    (folder / "old").write_text("x")
+    assert not training.checkpoint_folder("lung_quick", fresh=True).exists()
+    with pytest.raises(ValueError, match="plain folder name"):
+        training.checkpoint_folder("../elsewhere")
+
+
+def test_fit_refuses_bad_inputs():
+    model = small_model()
+    with pytest.raises(ValueError, match="`batch_size` is 8"):
+        training.fit(model, train=pairs(2), valid=pairs(1), config=training.LossConfig(), epochs=1,
+                     batch_size=8, progress=False)
+    with pytest.raises(ValueError, match="`train` is a tuple"):
+        training.fit(model, train=tuple(arrays(2).values()), valid=pairs(1),
+                     config=training.LossConfig(), epochs=1, progress=False)
+    with pytest.raises(TypeError):
+        training.fit(model, pairs(2), pairs(1), training.LossConfig(), epochs=1)
+
+
+def test_training_smoke_and_checkpoint_resume(tmp_path):
     train, valid = pairs(4), pairs(1)
     config = training.LossConfig(label_scales=(0, 1))
+    options = dict(train=train, valid=valid, config=config, batch_size=2, learning_rate=1e-2,
+                   seed=0, checkpoint_dir=tmp_path / "ckpt", progress=False)
     tf.keras.utils.set_random_seed(0)
     model = small_model()
-    history = training.fit(model, train, valid, config, epochs=1, batch_size=2, learning_rate=1e-2,
-                           seed=0, checkpoint_dir=str(tmp_path / "ckpt"), progress=False)
+    history = training.fit(model, epochs=1, **options)
+    assert sorted(history) == sorted(training.HISTORY_KEYS)
     assert len(history["train_total"]) == 1 and np.isfinite(history["train_total"][0])
     assert 0.0 <= history["valid_dice"][0] <= 1.0
     weights_after_one = [w.copy() for w in model.get_weights()]
 
-    # a new model restored from the checkpoint has the same weights, and continues from epoch 1
+    # a new model restored from the checkpoint has the same weights, and nothing left to do
     tf.keras.utils.set_random_seed(123)
     resumed = small_model()
-    history2 = training.fit(resumed, train, valid, config, epochs=1, batch_size=2, learning_rate=1e-2,
-                            seed=0, checkpoint_dir=str(tmp_path / "ckpt"), progress=False)
-    assert len(history2["train_total"]) == 1, "nothing left to train: epochs=1 was already done"
+    history2 = training.fit(resumed, epochs=1, **options)
+    assert history2 == history, "epochs=1 was already done: the saved history comes back"
     for restored, saved in zip(resumed.get_weights(), weights_after_one):
         np.testing.assert_array_equal(restored, saved)
 
-    history3 = training.fit(resumed, train, valid, config, epochs=3, batch_size=2, learning_rate=1e-2,
-                            seed=0, checkpoint_dir=str(tmp_path / "ckpt"), progress=False)
+    history3 = training.fit(resumed, epochs=3, **options)
     assert len(history3["train_total"]) == 3
     assert history3["train_total"][-1] < history3["train_total"][0]
-
-
-def test_predict_ddf_shape():
-    model = small_model()
-    moving, fixed, _, _ = pairs(3)
-    assert training.predict_ddf(model, moving, fixed).shape == (3,) + SIZE + (3,)
+    with pytest.raises(ValueError, match="holds 3 epochs, more than `epochs` = 2"):
+        training.fit(small_model(), epochs=2, **options)

@@ -622,8 +622,10 @@ def _deform_term(ddf, name, include_border):
 
 
 def _numpy_gradient(field, axis: int):
-    """``numpy.gradient`` along spatial ``axis`` (1, 2 or 3) of ``(batch, d1, d2, d3, c)``:
-    central differences inside, one-sided first differences at the two ends; same shape."""
+    """``numpy.gradient(..., edge_order=2)`` along spatial ``axis`` (1, 2 or 3) of
+    ``(batch, d1, d2, d3, c)``: central differences inside, second-order one-sided
+    differences at the two ends (exact for quadratic fields), the stencil of
+    :func:`~tutorial_utils.metrics.jacobian_determinant`; same shape."""
     size = field.shape[axis]
 
     def part(start, stop):
@@ -631,9 +633,9 @@ def _numpy_gradient(field, axis: int):
         index[axis] = slice(start, stop)
         return field[tuple(index)]
 
-    first = part(1, 2) - part(0, 1)
+    first = (-3.0 * part(0, 1) + 4.0 * part(1, 2) - part(2, 3)) / 2.0
     inside = (part(2, size) - part(0, size - 2)) / 2.0
-    last = part(size - 1, size) - part(size - 2, size - 1)
+    last = (3.0 * part(size - 1, size) - 4.0 * part(size - 2, size - 1) + part(size - 3, size - 2)) / 2.0
     return tf.concat([first, inside, last], axis=axis)
 
 
@@ -642,8 +644,8 @@ def folding_penalty(ddf, threshold: float = 0.1) -> tf.Tensor:
 
     .. math:: P = \frac{1}{N}\sum_v \max(0,\ \tau - \det(I + \nabla u(v)))
 
-    with derivatives at every voxel as :func:`numpy.gradient` computes them
-    (the determinant of :func:`~tutorial_utils.metrics.jacobian_determinant`).
+    with derivatives at every voxel as ``numpy.gradient(..., edge_order=2)`` computes
+    them (the determinant of :func:`~tutorial_utils.metrics.jacobian_determinant`).
     Voxels whose determinant stays above ``tau`` cost nothing, so unlike the
     bending energy it does not stiffen the whole field; it pushes the few
     voxels about to fold back (the selective Jacobian loss of Mok & Chung,

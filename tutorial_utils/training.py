@@ -2,13 +2,18 @@
 
 The loss combines the three families of chapter 2, each with a weight:
 
-    total = w_image * image_dissimilarity(fixed image, warped moving image)
-          + w_label * multi-scale Dice loss(fixed label, warped moving label)
-          + w_deform * bending energy (or gradient norm) of the DDF
+    total = w_image * image loss(fixed image, warped moving image)
+          + w_label * label loss(fixed label, warped moving label)
+          + w_deform * deformation loss(DDF)
 
-With ``w_label = 0`` the training is unsupervised; with ``w_image = 0`` weakly
-supervised; with both, combined. Images are ``(pairs, d1, d2, d3)`` float32
-arrays (the fields of :class:`tutorial_utils.data.LungPairs`).
+each term being one of :func:`tutorial_utils.losses.get_loss`'s names (values to
+minimise, one per pair). With ``w_label = 0`` the training is unsupervised; with
+``w_image = 0`` weakly supervised; with both, combined.
+
+The data are pair objects such as :class:`tutorial_utils.data.LungPairs`: anything
+with the four float32 arrays ``fixed_images``, ``moving_images``, ``fixed_labels``
+and ``moving_labels``, each ``(pairs, d1, d2, d3)``. Every function that takes both
+a fixed and a moving image takes them keyword-only, fixed first.
 
 Where several GPUs are present, :func:`get_strategy` returns a
 ``tf.distribute.MirroredStrategy`` and :func:`fit` spreads each batch over them.
@@ -16,18 +21,26 @@ Where several GPUs are present, :func:`get_strategy` returns a
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 from ._tf import tf
 from . import losses, metrics
-from .warp import Warping, centre_affine, get_reference_grid, random_transform_generator, resample, warp_grid
+from .progress import progress_bar
+from .warp import centre_affine, get_reference_grid, random_transform_generator, resample, warp, warp_grid
 
-__all__ = ["LossConfig", "combined_loss", "augment_pairs", "get_strategy", "fit", "predict_ddf", "warp_with"]
+__all__ = [
+    "LossConfig", "combined_loss", "augment_pairs", "get_strategy", "predict_ddf",
+    "evaluate_pairs", "TrainingCheckpoint", "checkpoint_folder", "fit",
+]
+
+PAIR_FIELDS = ("fixed_images", "moving_images", "fixed_labels", "moving_labels")
 
 
 @dataclass
@@ -37,70 +50,122 @@ class LossConfig:
     Attributes
     ----------
     image_weight, label_weight, deform_weight : float
-        Weights of the three terms (0 switches a term off).
-    image_loss : {"ssd", "lncc"}
+        Weights of the three terms (0 switches a term off; none may be negative).
+    image_loss : str
+        One of ``losses.LOSS_NAMES["image"]`` (default ``"ssd"``).
+    label_loss : str
+        One of ``losses.LOSS_NAMES["label"]`` (default ``"multi-scale-dice"``).
     label_scales : tuple of float
-        Gaussian scales (voxels) of the multi-scale Dice loss.
-    deform_loss : {"bending", "gradient-l1", "gradient-l2"}
+        Gaussian scales (voxels) of the ``"multi-scale-dice"`` label loss.
+    deform_loss : str
+        One of ``losses.LOSS_NAMES["deformation"]`` (default ``"bending"``).
+
+    Raises
+    ------
+    ValueError
+        For a name that is not a loss of its family, a negative weight, or both
+        the image and the label weight 0 (nothing would drive the registration).
+
+    Examples
+    --------
+    >>> LossConfig(image_weight=0.0, label_weight=1.0, deform_weight=0.5).label_loss
+    'multi-scale-dice'
     """
 
     image_weight: float = 1.0
     label_weight: float = 1.0
     deform_weight: float = 1.0
     image_loss: str = "ssd"
+    label_loss: str = "multi-scale-dice"
     label_scales: Tuple[float, ...] = (0, 1, 2, 4, 8)
     deform_loss: str = "bending"
 
     def __post_init__(self):
-        if self.image_loss not in ("ssd", "lncc"):
-            raise ValueError(f"`image_loss` is {self.image_loss!r}; use 'ssd' or 'lncc'.")
-        if self.deform_loss not in ("bending", "gradient-l1", "gradient-l2"):
-            raise ValueError(f"`deform_loss` is {self.deform_loss!r}; use 'bending', 'gradient-l1' or 'gradient-l2'.")
-        if min(self.image_weight, self.label_weight, self.deform_weight) < 0:
-            raise ValueError("loss weights must be 0 or positive.")
+        for family, field_name in (("image", "image_loss"), ("label", "label_loss"),
+                                   ("deformation", "deform_loss")):
+            names = losses.LOSS_NAMES[family]
+            if getattr(self, field_name) not in names:
+                raise ValueError(f"`{field_name}` is {getattr(self, field_name)!r}; use one of the "
+                                 f"{family} losses {', '.join(map(repr, names))}.")
+        weights = {"image_weight": self.image_weight, "label_weight": self.label_weight,
+                   "deform_weight": self.deform_weight}
+        for name, weight in weights.items():
+            if not weight >= 0:
+                raise ValueError(f"`{name}` is {weight}; loss weights must be 0 or positive.")
         if self.image_weight == 0 and self.label_weight == 0:
-            raise ValueError("both the image and the label weight are 0: nothing would drive the registration.")
+            raise ValueError("both the image and the label weight are 0: nothing would drive the "
+                             "registration; give one of them a positive weight.")
+
+    def loss_functions(self) -> Dict[str, object]:
+        """The three per-pair losses, from :func:`tutorial_utils.losses.get_loss`."""
+        label_options = {"scales": tuple(self.label_scales)} if self.label_loss == "multi-scale-dice" else {}
+        return {"image": losses.get_loss(self.image_loss),
+                "label": losses.get_loss(self.label_loss, **label_options),
+                "deform": losses.get_loss(self.deform_loss)}
 
 
-def combined_loss(fixed_image, warped_image, fixed_label, warped_label, ddf, config: LossConfig) -> Dict[str, tf.Tensor]:
+def combined_loss(config: LossConfig, *, fixed, warped, fixed_label, warped_label, ddf) -> Dict[str, tf.Tensor]:
     """The weighted training loss and its (unweighted) terms, per pair.
 
     Parameters
     ----------
-    fixed_image, warped_image, fixed_label, warped_label : tensor ``(batch, d1, d2, d3)``
-    ddf : tensor ``(batch, d1, d2, d3, 3)``
     config : LossConfig
+    fixed, warped : tensor ``(batch, d1, d2, d3)``
+        The fixed image and the warped moving image.
+    fixed_label, warped_label : tensor ``(batch, d1, d2, d3)``
+        The fixed label and the warped moving label.
+    ddf : tensor ``(batch, d1, d2, d3, 3)``
+        The displacement (voxels) that warped them.
 
     Returns
     -------
-    dict of ``(batch,)`` tensors: ``image``, ``label``, ``deform`` (unweighted) and
-    ``total`` (weighted sum).
+    dict of ``(batch,)`` tensors: ``image``, ``label``, ``deform`` (unweighted, from
+    :func:`tutorial_utils.losses.get_loss`) and ``total`` (their weighted sum).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.linspace(0, 1, 2 * 8 ** 3, dtype=np.float32).reshape(2, 8, 8, 8)
+    >>> label = (image > 0.5).astype(np.float32)
+    >>> terms = combined_loss(LossConfig(), fixed=image, warped=image, fixed_label=label,
+    ...                       warped_label=label, ddf=np.zeros((2, 8, 8, 8, 3), np.float32))
+    >>> [round(float(value), 6) for value in terms["total"]]  # a perfect match costs nothing
+    [0.0, 0.0]
     """
-    if config.image_loss == "ssd":
-        image_term = losses.ssd(fixed_image, warped_image)
-    else:
-        image_term = 1.0 - losses.lncc(fixed_image, warped_image)
-    label_term = losses.multi_scale_loss(fixed_label, warped_label, "dice", config.label_scales)
-    if config.deform_loss == "bending":
-        deform_term = losses.bending_energy(ddf)
-    else:
-        deform_term = losses.gradient_norm(ddf, config.deform_loss.split("-")[1])
-    total = (config.image_weight * image_term + config.label_weight * label_term
-             + config.deform_weight * deform_term)
-    return {"total": total, "image": image_term, "label": label_term, "deform": deform_term}
+    functions = config.loss_functions()
+    terms = {"image": functions["image"](fixed, warped),
+             "label": functions["label"](fixed_label, warped_label),
+             "deform": functions["deform"](ddf)}
+    terms["total"] = (config.image_weight * terms["image"] + config.label_weight * terms["label"]
+                      + config.deform_weight * terms["deform"])
+    return terms
 
 
-def augment_pairs(moving_images, fixed_images, moving_labels, fixed_labels, scale: float, seed) -> Tuple[np.ndarray, ...]:
+def _pair_arrays(pairs, name: str) -> Dict[str, np.ndarray]:
+    """The four arrays of a pair object as float32, checked to share one 4-D shape."""
+    missing = [field_name for field_name in PAIR_FIELDS if not hasattr(pairs, field_name)]
+    if missing:
+        raise ValueError(f"`{name}` is a {type(pairs).__name__} without {', '.join(missing)}; pass a "
+                         "data.LungPairs (or an object with the four arrays "
+                         f"{', '.join(PAIR_FIELDS)}).")
+    arrays = {field_name: np.asarray(getattr(pairs, field_name), np.float32) for field_name in PAIR_FIELDS}
+    shapes = {field_name: array.shape for field_name, array in arrays.items()}
+    if len(set(shapes.values())) != 1 or len(arrays["fixed_images"].shape) != 4:
+        raise ValueError(f"the arrays of `{name}` need one shape (pairs, d1, d2, d3); got {shapes}.")
+    return arrays
+
+
+def augment_pairs(*, fixed, moving, fixed_label, moving_label, scale: float, seed) -> Dict[str, np.ndarray]:
     """Random affine augmentation, the same transform for an image and its label.
 
-    Each moving image is warped together with its moving label by one random
-    affine, and each fixed image with its fixed label by another (drawn with
+    Each fixed image is warped together with its fixed label by one random
+    affine, and each moving image with its moving label by another (drawn with
     :func:`~tutorial_utils.warp.random_transform_generator` of ``scale``, applied
-    about the volume's centre).
+    about the volume's centre, trilinear, zero outside).
 
     Parameters
     ----------
-    moving_images, fixed_images, moving_labels, fixed_labels : array ``(pairs, d1, d2, d3)``
+    fixed, moving, fixed_label, moving_label : array ``(pairs, d1, d2, d3)``
     scale : float
         Size of the random affines (0 returns copies).
     seed : int or sequence of int
@@ -108,25 +173,35 @@ def augment_pairs(moving_images, fixed_images, moving_labels, fixed_labels, scal
 
     Returns
     -------
-    The four arrays, augmented, same shapes, float32.
+    dict with the four arrays, augmented, same shapes, float32, under the keys
+    ``fixed``, ``moving``, ``fixed_label``, ``moving_label``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.random.default_rng(0).random((2, 8, 8, 8), dtype=np.float32)
+    >>> out = augment_pairs(fixed=image, moving=image, fixed_label=image, moving_label=image,
+    ...                     scale=0.1, seed=(0, 1))
+    >>> bool(np.allclose(out["fixed"], out["fixed_label"], atol=1e-6))  # label follows image
+    True
     """
-    arrays = [np.asarray(a, dtype=np.float32) for a in (moving_images, fixed_images, moving_labels, fixed_labels)]
-    shapes = {a.shape for a in arrays}
-    if len(shapes) != 1 or len(arrays[0].shape) != 4:
-        raise ValueError(f"the four arrays need one shape (pairs, d1, d2, d3), got {[a.shape for a in arrays]}.")
+    arrays = {"fixed": fixed, "moving": moving, "fixed_label": fixed_label, "moving_label": moving_label}
+    arrays = {name: np.asarray(array, dtype=np.float32) for name, array in arrays.items()}
+    shapes = {name: array.shape for name, array in arrays.items()}
+    if len(set(shapes.values())) != 1 or len(arrays["fixed"].shape) != 4:
+        raise ValueError(f"the four arrays need one shape (pairs, d1, d2, d3), got {shapes}.")
     if scale == 0:
-        return tuple(a.copy() for a in arrays)
-    pairs = arrays[0].shape[0]
-    size = arrays[0].shape[1:]
+        return {name: array.copy() for name, array in arrays.items()}
+    pairs, size = arrays["fixed"].shape[0], arrays["fixed"].shape[1:]
     grid = get_reference_grid(size)
     seed = [int(s) for s in np.atleast_1d(seed)]
-    theta_moving = centre_affine(random_transform_generator(pairs, scale, seed=seed + [0]), size)
-    theta_fixed = centre_affine(random_transform_generator(pairs, scale, seed=seed + [1]), size)
-    loc_moving = warp_grid(grid, theta_moving)
-    loc_fixed = warp_grid(grid, theta_fixed)
-    moving = resample(np.stack([arrays[0], arrays[2]], -1), loc_moving).numpy()
-    fixed = resample(np.stack([arrays[1], arrays[3]], -1), loc_fixed).numpy()
-    return moving[..., 0], fixed[..., 0], moving[..., 1], fixed[..., 1]
+    out = {}
+    for stream, kind in ((0, "moving"), (1, "fixed")):
+        theta = centre_affine(random_transform_generator(pairs, scale, seed=seed + [stream]), size)
+        both = np.stack([arrays[kind], arrays[f"{kind}_label"]], -1)
+        warped = resample(both, warp_grid(grid, theta)).numpy()
+        out[kind], out[f"{kind}_label"] = warped[..., 0], warped[..., 1]
+    return {name: out[name] for name in arrays}
 
 
 def get_strategy() -> tf.distribute.Strategy:
@@ -135,138 +210,284 @@ def get_strategy() -> tf.distribute.Strategy:
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 
 
-def warp_with(ddf, volume) -> tf.Tensor:
-    """Warp ``(batch, d1, d2, d3)`` volumes with a DDF ``(batch, d1, d2, d3, 3)``."""
-    return Warping(tuple(ddf.shape[1:4]))(inputs=[ddf, volume])
+def predict_ddf(model: tf.keras.Model, *, fixed, moving, batch_size: int = 1) -> np.ndarray:
+    """One forward pass per pair: the predicted DDFs in voxels.
+
+    Parameters
+    ----------
+    model : tf.keras.Model
+        From :func:`~tutorial_utils.network.build_registration_network` (inputs
+        ``[moving, fixed]``).
+    fixed, moving : array ``(pairs, d1, d2, d3)``
+    batch_size : int
+        Pairs per forward pass.
+
+    Returns
+    -------
+    ndarray ``(pairs, d1, d2, d3, 3)``, float32, on the fixed image's grid.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tutorial_utils.network import build_registration_network
+    >>> model = build_registration_network((8, 8, 8), initial_channels=2, levels=1)
+    >>> image = np.zeros((3, 8, 8, 8), np.float32)
+    >>> ddf = predict_ddf(model, fixed=image, moving=image)
+    >>> ddf.shape, float(np.abs(ddf).max())  # untrained: the identity
+    ((3, 8, 8, 8, 3), 0.0)
+    """
+    fixed = np.asarray(fixed, np.float32)
+    moving = np.asarray(moving, np.float32)
+    if fixed.shape != moving.shape or fixed.ndim != 4:
+        raise ValueError(f"`fixed` {fixed.shape} and `moving` {moving.shape} need one shape "
+                         "(pairs, d1, d2, d3).")
+    if int(batch_size) < 1:
+        raise ValueError(f"`batch_size` is {batch_size}; it needs to be at least 1.")
+    fields = [model([moving[i:i + batch_size, ..., None], fixed[i:i + batch_size, ..., None]],
+                    training=False).numpy() for i in range(0, len(fixed), batch_size)]
+    return np.concatenate(fields)
 
 
-def predict_ddf(model: tf.keras.Model, moving_images, fixed_images, batch_size: int = 1) -> np.ndarray:
-    """One forward pass per pair: the predicted DDFs ``(pairs, d1, d2, d3, 3)`` in voxels."""
-    moving = np.asarray(moving_images, np.float32)[..., None]
-    fixed = np.asarray(fixed_images, np.float32)[..., None]
-    return np.concatenate([model([moving[i:i + batch_size], fixed[i:i + batch_size]], training=False).numpy()
-                           for i in range(0, len(moving), batch_size)])
+def evaluate_pairs(model: tf.keras.Model, pairs, config: LossConfig) -> Dict[str, float]:
+    """Register every pair of ``pairs`` with ``model`` and average loss terms and Dice.
+
+    Parameters
+    ----------
+    model : tf.keras.Model
+    pairs : data.LungPairs or an object with the four pair arrays
+    config : LossConfig
+
+    Returns
+    -------
+    dict of floats: ``total``, ``image``, ``label``, ``deform`` (means over the
+    pairs of :func:`combined_loss`) and ``dice``, the mean
+    :func:`~tutorial_utils.metrics.binary_dice` of fixed and warped labels.
+    """
+    arrays = _pair_arrays(pairs, "pairs")
+    ddf = predict_ddf(model, fixed=arrays["fixed_images"], moving=arrays["moving_images"])
+    warped = warp(arrays["moving_images"], ddf).numpy()
+    warped_label = warp(arrays["moving_labels"], ddf).numpy()
+    terms = combined_loss(config, fixed=arrays["fixed_images"], warped=warped,
+                          fixed_label=arrays["fixed_labels"], warped_label=warped_label, ddf=ddf)
+    dice = [metrics.binary_dice(f, w) for f, w in zip(arrays["fixed_labels"], warped_label)]
+    return {**{name: float(tf.reduce_mean(value)) for name, value in terms.items()},
+            "dice": float(np.mean(dice))}
 
 
-def _evaluate(model, pairs, config: LossConfig) -> Dict[str, float]:
-    moving_images, fixed_images, moving_labels, fixed_labels = pairs
-    ddf = predict_ddf(model, moving_images, fixed_images)
-    warped_images = warp_with(ddf, moving_images).numpy()
-    warped_labels = warp_with(ddf, moving_labels).numpy()
-    terms = combined_loss(fixed_images, warped_images, fixed_labels, warped_labels, ddf, config)
-    dice = [metrics.binary_dice(f, w) for f, w in zip(fixed_labels, warped_labels)]
-    return {**{k: float(tf.reduce_mean(v)) for k, v in terms.items()}, "dice": float(np.mean(dice))}
+class TrainingCheckpoint:
+    """The state of a training run, saved after each epoch and restored to resume.
+
+    Model weights, optimiser state and the number of epochs done go into a
+    ``tf.train.Checkpoint`` kept by a ``tf.train.CheckpointManager`` (the latest
+    ``max_to_keep``); the history of losses and the loss configuration go beside
+    them into ``history.json``. The same design as DeepReg's
+    ``CheckpointManagerCallback``, without the Keras callback machinery.
+
+    Create it under the ``tf.distribute`` strategy's scope that the model uses.
+    Printing it shows the folder's name only, never the machine's absolute path.
+
+    Parameters
+    ----------
+    directory : str or Path
+        The folder (created on the first save).
+    model : tf.keras.Model
+    optimiser : tf.keras.optimizers.Optimizer
+    max_to_keep : int
+        Checkpoints kept on disk.
+    """
+
+    HISTORY_FILE = "history.json"
+
+    def __init__(self, directory, *, model, optimiser, max_to_keep: int = 2):
+        self.directory = Path(directory)
+        self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self._checkpoint = tf.train.Checkpoint(model=model, optimizer=optimiser, epoch=self._epoch)
+        self._manager = tf.train.CheckpointManager(self._checkpoint, str(self.directory),
+                                                   max_to_keep=max_to_keep)
+
+    def __repr__(self) -> str:
+        return f"TrainingCheckpoint({self.directory.name!r})"
+
+    def restore(self) -> Tuple[int, Optional[Dict[str, List[float]]]]:
+        """Load the latest checkpoint, if any: ``(epochs done, history or None)``."""
+        if not self._manager.latest_checkpoint:
+            return 0, None
+        self._checkpoint.restore(self._manager.latest_checkpoint)
+        history_file = self.directory / self.HISTORY_FILE
+        history = json.loads(history_file.read_text())["history"] if history_file.exists() else None
+        return int(self._epoch.numpy()), history
+
+    def save(self, epochs_done: int, history: Dict[str, List[float]], config: LossConfig) -> None:
+        """Save the state after ``epochs_done`` epochs, with the history and loss configuration."""
+        self._epoch.assign(int(epochs_done))
+        self._manager.save(checkpoint_number=int(epochs_done))
+        (self.directory / self.HISTORY_FILE).write_text(
+            json.dumps({"history": history, "config": asdict(config)}))
 
 
-def fit(
-    model: tf.keras.Model,
-    train_pairs: Sequence[np.ndarray],
-    valid_pairs: Sequence[np.ndarray],
-    config: LossConfig,
-    *,
-    epochs: int,
-    batch_size: int = 2,
-    learning_rate: float = 1e-3,
-    augment_scale: float = 0.05,
-    seed: int = 0,
-    checkpoint_dir: Optional[str] = None,
-    strategy: Optional[tf.distribute.Strategy] = None,
-    progress: bool = True,
-) -> Dict[str, List[float]]:
+def checkpoint_folder(name: str, *, fresh: bool = False) -> Path:
+    """The folder ``checkpoints/<name>`` in the data cache (:func:`tutorial_utils.data.cache_dir`).
+
+    Parameters
+    ----------
+    name : str
+        A plain folder name, e.g. ``"lung_cpu"``.
+    fresh : bool
+        Delete what the folder holds first (train from scratch).
+
+    Returns
+    -------
+    Path (absolute: pass it to :func:`fit`, show only its ``.name``).
+    """
+    from .data import cache_dir
+
+    if not name or os.sep in name or "/" in name or name in (".", ".."):
+        raise ValueError(f"`name` is {name!r}; it needs to be a plain folder name such as 'lung_cpu'.")
+    folder = cache_dir() / "checkpoints" / name
+    if fresh and folder.exists():
+        shutil.rmtree(folder)
+    return folder
+
+
+HISTORY_KEYS = ("train_total", "train_image", "train_label", "train_deform",
+                "valid_total", "valid_dice", "seconds")
+
+
+def _make_train_step(model, optimiser, config: LossConfig, strategy, batch_size: int):
+    """A compiled step: one batch ``(fixed, moving, fixed_label, moving_label)`` -> summed terms."""
+
+    def replica_step(fixed, moving, fixed_label, moving_label):
+        with tf.GradientTape() as tape:
+            ddf = model([moving[..., None], fixed[..., None]], training=True)
+            terms = combined_loss(config, fixed=fixed, warped=warp(moving, ddf), fixed_label=fixed_label,
+                                  warped_label=warp(moving_label, ddf), ddf=ddf)
+            loss = tf.nn.compute_average_loss(terms["total"], global_batch_size=batch_size)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimiser.apply_gradients(zip(gradients, model.trainable_variables))
+        return {name: tf.nn.compute_average_loss(value, global_batch_size=batch_size)
+                for name, value in terms.items()}
+
+    @tf.function
+    def train_step(batch):
+        per_replica = strategy.run(replica_step, args=batch)
+        return {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+                for name, value in per_replica.items()}
+
+    return train_step
+
+
+def _train_epoch(train_step, arrays, strategy, *, batch_size, augment_scale, seed, epoch) -> Dict[str, float]:
+    """Shuffle and augment the training pairs (seeded by ``(seed, epoch)``), one pass over them."""
+    order = np.random.default_rng([seed, epoch]).permutation(len(arrays["fixed_images"]))
+    augmented = augment_pairs(fixed=arrays["fixed_images"][order], moving=arrays["moving_images"][order],
+                              fixed_label=arrays["fixed_labels"][order],
+                              moving_label=arrays["moving_labels"][order],
+                              scale=augment_scale, seed=[seed, epoch])
+    batches = tf.data.Dataset.from_tensor_slices(
+        tuple(augmented[name] for name in ("fixed", "moving", "fixed_label", "moving_label"))
+    ).batch(batch_size, drop_remainder=True)
+    sums: Dict[str, float] = {}
+    steps = 0
+    for batch in strategy.experimental_distribute_dataset(batches):
+        for name, value in train_step(batch).items():
+            sums[name] = sums.get(name, 0.0) + float(value)
+        steps += 1
+    return {name: total / steps for name, total in sums.items()}
+
+
+def _check_fit_inputs(train, valid, *, epochs, batch_size) -> Dict[str, np.ndarray]:
+    """The training arrays, after checking both splits, ``epochs`` and ``batch_size``."""
+    arrays = _pair_arrays(train, "train")
+    _pair_arrays(valid, "valid")
+    count = len(arrays["fixed_images"])
+    if int(batch_size) < 1 or count < int(batch_size):
+        raise ValueError(f"`batch_size` is {batch_size}; it needs to be between 1 and the "
+                         f"{count} training pairs.")
+    if int(epochs) < 0:
+        raise ValueError(f"`epochs` is {epochs}; it needs to be 0 or more.")
+    return arrays
+
+
+def _record_epoch(history, terms, validation, seconds) -> None:
+    for name in ("total", "image", "label", "deform"):
+        history[f"train_{name}"].append(terms[name])
+    history["valid_total"].append(validation["total"])
+    history["valid_dice"].append(validation["dice"])
+    history["seconds"].append(seconds)
+
+
+def fit(model: tf.keras.Model, *, train, valid, config: LossConfig, epochs: int, batch_size: int = 2,
+        learning_rate: float = 1e-3, augment_scale: float = 0.05, seed: int = 0, checkpoint_dir=None,
+        strategy: Optional[tf.distribute.Strategy] = None, progress: bool = True) -> Dict[str, List[float]]:
     """Train ``model`` on paired images; resume from ``checkpoint_dir`` if it holds a checkpoint.
+
+    Each epoch shuffles the training pairs, augments them (:func:`augment_pairs`),
+    takes one Adam step per batch on :func:`combined_loss`, then evaluates the
+    validation pairs (:func:`evaluate_pairs`) and saves a :class:`TrainingCheckpoint`.
 
     Parameters
     ----------
     model : tf.keras.Model
         From :func:`~tutorial_utils.network.build_registration_network`, built
         under ``strategy.scope()``.
-    train_pairs, valid_pairs : 4 arrays each
-        ``(moving_images, fixed_images, moving_labels, fixed_labels)``, each
-        ``(pairs, d1, d2, d3)``.
+    train, valid : data.LungPairs
+        Or any object with the float32 arrays ``fixed_images``, ``moving_images``,
+        ``fixed_labels``, ``moving_labels``, each ``(pairs, d1, d2, d3)``.
     config : LossConfig
     epochs : int
         Total epochs (a resumed run continues up to this number).
     batch_size : int
-        Pairs per step, over all replicas.
+        Pairs per step, over all replicas (at most the number of training pairs).
     learning_rate : float
         Adam's learning rate.
     augment_scale : float
         Size of the random affine augmentation (0 for none).
     seed : int
         Seeds the shuffling and the augmentation of every epoch.
-    checkpoint_dir : str, optional
-        Where to save the model, optimiser and history after every epoch.
+    checkpoint_dir : str or Path, optional
+        Where to save the model, optimiser and history after every epoch
+        (e.g. :func:`checkpoint_folder`).
     strategy : tf.distribute.Strategy, optional
         Default: :func:`get_strategy`.
+    progress : bool
+        Show an epoch bar (:func:`tutorial_utils.progress.progress_bar`) with the
+        training loss and the validation Dice.
 
     Returns
     -------
     dict of lists, one value per epoch: ``train_total``, ``train_image``,
-    ``train_label``, ``train_deform``, ``valid_total``, ``valid_dice``, ``seconds``.
-    """
-    from tqdm.auto import tqdm
+    ``train_label``, ``train_deform``, ``valid_total``, ``valid_dice``, ``seconds``
+    (wall time of each epoch, its validation included).
 
+    Raises
+    ------
+    ValueError
+        If ``train`` or ``valid`` lack the four arrays or their shapes disagree,
+        ``epochs`` is negative, there are fewer training pairs than ``batch_size``,
+        or ``checkpoint_dir`` holds a run longer than ``epochs``.
+    """
+    arrays = _check_fit_inputs(train, valid, epochs=epochs, batch_size=batch_size)
     strategy = strategy or get_strategy()
-    train_pairs = [np.asarray(a, np.float32) for a in train_pairs]
-    count = len(train_pairs[0])
-    if count < batch_size:
-        raise ValueError(f"{count} training pairs are fewer than `batch_size` = {batch_size}.")
     with strategy.scope():
         optimiser = tf.keras.optimizers.Adam(learning_rate)
-        epoch_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimiser, epoch=epoch_counter)
-    history: Dict[str, List[float]] = {key: [] for key in (
-        "train_total", "train_image", "train_label", "train_deform", "valid_total", "valid_dice", "seconds")}
-    manager = None
-    if checkpoint_dir is not None:
-        manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=2)
-        if manager.latest_checkpoint:
-            checkpoint.restore(manager.latest_checkpoint)
-            history_file = Path(checkpoint_dir) / "history.json"
-            if history_file.exists():
-                history = json.loads(history_file.read_text())["history"]
-    size = tuple(train_pairs[0].shape[1:])
-    warping = Warping(size)
-
-    def replica_step(moving_image, fixed_image, moving_label, fixed_label):
-        with tf.GradientTape() as tape:
-            ddf = model([moving_image[..., None], fixed_image[..., None]], training=True)
-            warped_image = warping(inputs=[ddf, moving_image])
-            warped_label = warping(inputs=[ddf, moving_label])
-            terms = combined_loss(fixed_image, warped_image, fixed_label, warped_label, ddf, config)
-            loss = tf.nn.compute_average_loss(terms["total"], global_batch_size=batch_size)
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimiser.apply_gradients(zip(gradients, model.trainable_variables))
-        return {k: tf.nn.compute_average_loss(v, global_batch_size=batch_size) for k, v in terms.items()}
-
-    @tf.function
-    def train_step(batch):
-        per_replica = strategy.run(replica_step, args=batch)
-        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
-
-    start_epoch = int(epoch_counter.numpy())
-    bar = tqdm(range(start_epoch, epochs), desc="training", disable=not progress, initial=start_epoch, total=epochs)
+        checkpoint = (None if checkpoint_dir is None else
+                      TrainingCheckpoint(checkpoint_dir, model=model, optimiser=optimiser))
+    start, history = checkpoint.restore() if checkpoint is not None else (0, None)
+    if start > int(epochs):
+        raise ValueError(f"`checkpoint_dir` ({checkpoint!r}) holds {start} epochs, more than `epochs` = "
+                         f"{epochs}; use another folder or checkpoint_folder(name, fresh=True).")
+    history = history or {key: [] for key in HISTORY_KEYS}
+    train_step = _make_train_step(model, optimiser, config, strategy, int(batch_size))
+    description = "training" + (f" (resumed after epoch {start})" if start else "")
+    bar = progress_bar(range(start, int(epochs)), total=int(epochs), initial=start,
+                       description=description, disable=not progress)
     for epoch in bar:
         started = time.perf_counter()
-        order = np.random.default_rng([seed, epoch]).permutation(count)
-        augmented = augment_pairs(*(a[order] for a in train_pairs), scale=augment_scale, seed=[seed, epoch])
-        dataset = tf.data.Dataset.from_tensor_slices(tuple(augmented)).batch(batch_size, drop_remainder=True)
-        sums: Dict[str, float] = {}
-        steps = 0
-        for batch in strategy.experimental_distribute_dataset(dataset):
-            for key, value in train_step(batch).items():
-                sums[key] = sums.get(key, 0.0) + float(value)
-            steps += 1
-        for key in ("total", "image", "label", "deform"):
-            history[f"train_{key}"].append(sums[key] / steps)
-        validation = _evaluate(model, valid_pairs, config)
-        history["valid_total"].append(validation["total"])
-        history["valid_dice"].append(validation["dice"])
-        history["seconds"].append(time.perf_counter() - started)
-        epoch_counter.assign(epoch + 1)
-        if manager is not None:
-            manager.save()
-            (Path(checkpoint_dir) / "history.json").write_text(
-                json.dumps({"history": history, "config": asdict(config)}))
-        bar.set_postfix(loss=f"{history['train_total'][-1]:.4f}", valid_dice=f"{validation['dice']:.3f}")
+        terms = _train_epoch(train_step, arrays, strategy, batch_size=int(batch_size),
+                             augment_scale=augment_scale, seed=seed, epoch=epoch)
+        validation = evaluate_pairs(model, valid, config)
+        _record_epoch(history, terms, validation, time.perf_counter() - started)
+        if checkpoint is not None:
+            checkpoint.save(epoch + 1, history, config)
+        bar.set_postfix(loss=terms["total"], valid_dice=validation["dice"])
     return history
