@@ -45,22 +45,28 @@ import importlib.util
 import subprocess
 import sys
 
-REPOSITORY = "{url}"  # written by scripts/notebook_header.py from book/_config.yml
+# written by scripts/notebook_header.py from book/_config.yml:
+REPOSITORY = "{url}"
 VERSION = "{version}"
-if "google.colab" in sys.modules and importlib.util.find_spec("tutorial_utils") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
-                    f"tutorial_utils @ git+{{REPOSITORY}}@v{{VERSION}}"], check=True)
+on_colab = "google.colab" in sys.modules
+if on_colab and importlib.util.find_spec("tutorial_utils") is None:
+    package = f"tutorial_utils @ git+{{REPOSITORY}}@v{{VERSION}}"
+    pip = [sys.executable, "-m", "pip", "install", "--quiet"]
+    subprocess.run(pip + [package], check=True)
 if importlib.util.find_spec("tutorial_utils") is None:
-    raise ModuleNotFoundError("tutorial_utils is not installed: run `pip install -e .[cpu]` "
-                              "in the repository (see its README), then restart the kernel.")
+    raise ModuleNotFoundError(
+        "tutorial_utils is not installed: run `pip install -e .[cpu]` in the "
+        "repository (see its README), then restart the kernel."
+    )
 
 import tutorial_utils  # imports TensorFlow without its start-up chatter
 import tensorflow as tf
 from tutorial_utils.config import describe_mode
 
 gpus = tf.config.list_physical_devices("GPU")
-print(f"tutorial_utils {{tutorial_utils.__version__}}, TensorFlow {{tf.__version__}}, "
-      f"GPU: {{gpus[0].name if gpus else 'none (CPU)'}}")
+gpu = gpus[0].name if gpus else "none (CPU)"
+version = tutorial_utils.__version__
+print(f"tutorial_utils {{version}}, TensorFlow {{tf.__version__}}, GPU: {{gpu}}")
 print(describe_mode())'''
 
 

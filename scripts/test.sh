@@ -15,6 +15,9 @@ $PY scripts/notebook_header.py --check
 echo "== unit tests"
 $PY -m pytest tests/ -q --ignore=tests/test_book_in_browser.py
 
+echo "== the package's documented examples (doctests)"
+$PY -m pytest --doctest-modules tutorial_utils -q -p no:cacheprovider
+
 echo "== notebooks (nbval, TUTORIAL_QUICK=$TUTORIAL_QUICK)"
 $PY -m pytest --nbval-lax book/chapters -q -p no:cacheprovider
 

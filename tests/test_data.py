@@ -265,3 +265,117 @@ def test_lung_standin_is_deterministic_labelled_and_uses_real_masks(isolated, mo
     assert not np.array_equal(first.moving_images[0], first.moving_images[1])
     with pytest.raises(ValueError, match="stand-in"):
         data.fetch("paired_ct_lung_standin")
+
+
+# ---------------------------------------------------------------- user paths, integrity
+@pytest.mark.parametrize("where", [".", "book/chapters"])
+def test_relative_mirror_means_the_same_folder_from_root_and_chapters(isolated, monkeypatch, mirror_dir, where):
+    relative = Path(__import__("os").path.relpath(mirror_dir, data.path_base()))
+    assert not relative.is_absolute()
+    monkeypatch.setenv(data.MIRROR_ENV, str(relative))
+    monkeypatch.chdir(REPO / where)
+    assert data.mirror_dirs() == [mirror_dir.resolve()]
+    assert data.fetch("hnct")["hnct/demo.h5"] == mirror_dir.resolve() / "hnct/demo.h5"
+
+
+def test_relative_cache_is_absolute_and_independent_of_cwd(monkeypatch, tmp_path):
+    monkeypatch.setenv(data.CACHE_ENV, "some/cache")
+    monkeypatch.chdir(tmp_path)
+    first = data.cache_dir()
+    monkeypatch.chdir(REPO / "book")
+    assert first == data.cache_dir() == data.path_base() / "some" / "cache"
+    assert first.is_absolute()
+
+
+def test_missing_mirror_message_shows_absolute_folder_and_hint(isolated, monkeypatch, no_network):
+    monkeypatch.setenv(data.MIRROR_ENV, "../no/such/mirror")
+    monkeypatch.chdir(REPO / "book" / "chapters")
+    entry = data.load_manifest()["datasets"]["hnct"]["files"][0]
+    with pytest.raises(data.DataUnavailableError) as error:
+        data.fetch_file(entry, retries=0, backoff=0)
+    assert not isinstance(error.value, data.DataIntegrityError), "nothing was found, nothing tampered"
+    message = str(error.value)
+    folder = REPO.parent / "no" / "such" / "mirror"
+    assert f"mirror {folder / 'hnct/demo.h5'}: not there" in message
+    assert "'../no/such/mirror'" in message and "that folder does not exist" in message
+    assert f"resolved against {REPO}" in message
+
+
+def test_tampered_mirror_alone_raises_integrity_error(isolated, monkeypatch, mirror_dir, no_network):
+    fake = isolated / "mirror" / "hnct"
+    fake.mkdir(parents=True)
+    content = bytearray((mirror_dir / "hnct/demo.h5").read_bytes())
+    content[100] ^= 0x01
+    (fake / "demo.h5").write_bytes(bytes(content))
+    monkeypatch.setenv(data.MIRROR_ENV, str(isolated / "mirror"))
+    entry = data.load_manifest()["datasets"]["hnct"]["files"][0]
+    with pytest.warns(UserWarning), pytest.raises(data.DataIntegrityError, match="expected sha256 36a67372"):
+        data.fetch_file(entry, retries=0, backoff=0)
+    with pytest.raises(data.DataIntegrityError, match="expected sha256"):
+        data.verify_file(fake / "demo.h5", entry)
+    assert data.verify_file(mirror_dir / "hnct/demo.h5", entry) == mirror_dir / "hnct/demo.h5"
+
+
+def test_tampered_cache_and_bad_download_raise_integrity_error(isolated, http_server, mirror_dir):
+    root, base = http_server
+    source = mirror_dir / "hnct/demo.h5"
+    (root / "demo.h5").write_bytes(b"wrong bytes" * 100)
+    entry = entry_for(source, "hnct/demo.h5", urls=[f"{base}/demo.h5"])
+    cached = isolated / "cache" / "hnct" / "demo.h5"
+    cached.parent.mkdir(parents=True)
+    tampered = bytearray(source.read_bytes())
+    tampered[-1] ^= 0x01  # same size: only the hash can tell
+    cached.write_bytes(bytes(tampered))
+    with pytest.warns(UserWarning, match="Deleting the cached"):
+        with pytest.raises(data.DataIntegrityError) as error:
+            data.fetch_file(entry, progress=False, retries=0)
+    message = str(error.value)
+    assert "REJECTED and deleted" in message and "downloaded content has size 1100 bytes" in message
+    assert not cached.exists() and not list(cached.parent.glob("*.part"))
+
+
+def test_temporary_file_is_removed_on_error(tmp_path):
+    final = tmp_path / "sub" / "file.bin"
+    with pytest.raises(RuntimeError):
+        with data._temporary_file(final) as part:
+            part.write_bytes(b"partial")
+            raise RuntimeError("download broke")
+    assert not list(final.parent.iterdir())
+
+
+def test_data_and_viz_do_not_import_tensorflow():
+    import subprocess
+    import sys
+
+    code = "import tutorial_utils.data, tutorial_utils.viz, sys; assert 'tensorflow' not in sys.modules"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                            env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+
+
+def test_loaders_declare_orientation(isolated, monkeypatch, mirror_dir):
+    monkeypatch.setenv(data.MIRROR_ENV, str(mirror_dir))
+    assert data.load_head_neck_ct()["orientation"] == "LPS"
+    assert data.load_prostate_mr()["orientation"] == "SPL"
+    assert data.load_lung_pairs("valid", size=(24, 24, 26), standin=True).orientation == "LPS"
+
+
+def test_head_neck_orientation_agrees_with_landmarks(isolated, monkeypatch, mirror_dir):
+    """The stated "LPS": the spinal cord lies posterior (larger d2) to the airway, the
+    brainstem superior (larger d3) to the cord, and the couch behind the head (at large
+    d2, where nothing lies in front of the face). Left-right: see the loader's comment."""
+    from scipy import ndimage
+
+    monkeypatch.setenv(data.MIRROR_ENV, str(mirror_dir))
+    ct = data.load_head_neck_ct(normalise=False)
+    assert ct["orientation"][1:] == "PS"
+    body = ct["image"] > -300
+    cord = np.argwhere(ct["labels"][..., 10, 1] > 0.5).mean(0)
+    parts, count = ndimage.label(ndimage.binary_fill_holes(body[..., 10]))
+    neck = parts == 1 + np.argmax(ndimage.sum(np.ones_like(parts), parts, range(1, count + 1)))
+    airway = np.argwhere(neck & (ct["image"][..., 10] < -600)).mean(0)
+    assert cord[1] > airway[1] + 5
+    brainstem = np.argwhere(ct["labels"][..., 0] > 0.5).mean(0)
+    assert brainstem[2] > np.argwhere(ct["labels"][..., 1] > 0.5).mean(0)[2] + 10
+    head = body[..., 30]  # a head slice: the skull is mid-image, the couch well behind it
+    assert head[:, 96:].sum() > 100 and head[:, :32].sum() == 0

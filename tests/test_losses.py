@@ -16,19 +16,25 @@ def smooth_image(shape, sigma=1.5):
 
 
 # ---------------------------------------------------------------- references
-def np_lncc(true, pred, window, kernel_1d, eps=losses.EPS):
+def np_lncc(fixed, warped, window, kernel_1d, eps=losses.EPS):
+    """LNCC's documented formula in float64, written independently of losses.py:
+    scipy's zero-padded correlation for the window means, moments as E[xy] - E[x]E[y]."""
+    f, w = np.asarray(fixed, np.float64), np.asarray(warped, np.float64)
+    kernel = np.asarray(kernel_1d, np.float64)
+    kernel = kernel / kernel.sum()  # exactly 1 in float64, or constant windows get a variance
+
     def filt(volume):
-        out = volume.astype(np.float64)
+        out = volume
         for axis in range(3):
-            out = ndimage.correlate1d(out, kernel_1d, axis=axis, mode="constant")
+            out = ndimage.correlate1d(out, kernel, axis=axis, mode="constant")
         return out
 
     n = window**3
-    mt, mp = filt(true), filt(pred)
-    cross = n * (filt(true * pred) - mt * mp)
-    vt = np.maximum(n * (filt(true * true) - mt * mt), 0)
-    vp = np.maximum(n * (filt(pred * pred) - mp * mp), 0)
-    return np.mean(cross**2 / (vt * vp + eps))
+    mf, mw = filt(f), filt(w)
+    cross = n * (filt(f * w) - mf * mw)
+    vf = np.maximum(n * (filt(f * f) - mf * mf), 0)
+    vw = np.maximum(n * (filt(w * w) - mw * mw), 0)
+    return np.mean(cross**2 / (vf * vw + eps))
 
 
 def np_gmi(true, pred, bins=23, sigma_ratio=0.5, eps=losses.EPS):
@@ -257,10 +263,10 @@ def test_dispatchers_turn_similarities_into_losses():
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: losses.dissimilarity_fn(np.zeros((1, 4, 4, 4)), np.zeros((1, 4, 4, 4)), "mse"), "known image dissimilarities"),
-        (lambda: losses.local_displacement_energy(np.zeros((1, 6, 6, 6, 3)), "elastic"), "known deformation energies"),
-        (lambda: losses.ssd(np.zeros((1, 4, 4, 4)), np.zeros((1, 4, 4, 5))), "`y_pred` has shape (1, 4, 4, 5)"),
-        (lambda: losses.lncc(np.zeros((4, 4, 4)), np.zeros((4, 4, 4))), "`y_true` has shape (4, 4, 4)"),
+        (lambda: losses.dissimilarity_fn(np.zeros((1, 4, 4, 4)), np.zeros((1, 4, 4, 4)), "mse"), "known losses"),
+        (lambda: losses.local_displacement_energy(np.zeros((1, 6, 6, 6, 3)), "elastic"), "known losses"),
+        (lambda: losses.ssd(np.zeros((1, 4, 4, 4)), np.zeros((1, 4, 4, 5))), "`warped` has shape (1, 4, 4, 5)"),
+        (lambda: losses.lncc(np.zeros((4, 4, 4)), np.zeros((4, 4, 4))), "`fixed` has shape (4, 4, 4)"),
         (lambda: losses.lncc(np.zeros((1, 9, 9, 9)), np.zeros((1, 9, 9, 9)), window_size=4), "`window_size` is 4"),
         (lambda: losses.bending_energy(np.zeros((1, 6, 6, 6, 2))), "`ddf` has shape (1, 6, 6, 6, 2)"),
         (lambda: losses.multi_scale_loss(np.zeros((1, 4, 4, 4)), np.zeros((1, 4, 4, 4)), "focal"), "known label losses"),
@@ -272,17 +278,233 @@ def test_wrong_input_gets_clear_error(call, message):
     assert message in str(error.value)
 
 
+# ---------------------------------------------------------------- inputs users actually give
+def texture(shape, seed, sigma=1.0):
+    """Smooth zero-mean texture with standard deviation about 1 (float64)."""
+    noise = ndimage.gaussian_filter(np.random.default_rng(seed).standard_normal(shape), sigma)
+    return noise / noise.std()
+
+
+def ct_like_pair(shape=(16, 24, 16)):
+    """A CT pair in HU: a textured body (about 40 HU) in air; air is clipped to exactly
+    -1000 in the fixed image and noisy (scanner noise, 20 HU) in the moving one, whose
+    body is shifted by one voxel."""
+    body = np.zeros(shape, bool)
+    body[3:-3, 4:-4, 3:-3] = True
+    tissue = 40.0 + 60.0 * texture(shape, 1)
+    fixed = np.where(body, tissue, -1000.0)
+    moving_body = np.roll(body, 1, axis=1)
+    moving_tissue = np.roll(tissue, 1, axis=1) + 5.0 * texture(shape, 2, 0.5)
+    moving = np.where(moving_body, moving_tissue, -1000.0 + 20.0 * texture(shape, 3, 0.5))
+    return fixed[None], moving[None]
+
+
+def test_lncc_of_a_constant_fixed_image_in_large_units_is_the_formula_value():
+    # The reported case: fixed constant 1000, moving 1000 plus a small texture. The old
+    # float32 code returned 4.06e7; the formula in float64 (our reference below) gives
+    # 0.875, as the reporter found: the 7/8 of a 16^3 volume whose 9-voxel window
+    # reaches the zero padding, an edge there because 1000 != 0 (documented in lncc).
+    fixed = np.full((1, 16, 16, 16), 1000.0)
+    moving = 1000.0 + 0.01 * texture((1, 16, 16, 16), 5)
+    expected = np_lncc(fixed[0], moving[0], 9, losses._window_kernel(9, "rectangular"))
+    assert expected == pytest.approx(0.875, abs=1e-3)
+    for dtype in [np.float32, np.float64]:
+        reference = np_lncc(fixed[0], moving[0].astype(dtype), 9, losses._window_kernel(9, "rectangular"))
+        assert losses.lncc(fixed.astype(dtype), moving.astype(dtype)).numpy()[0] == pytest.approx(reference, abs=2e-6)
+    integer = np.round(moving * 10).astype(np.int16)
+    reference = np_lncc(10 * fixed[0], integer[0], 9, losses._window_kernel(9, "rectangular"))
+    assert losses.lncc((10 * fixed).astype(np.int16), integer).numpy()[0] == pytest.approx(reference, abs=2e-6)
+
+
+def test_lncc_of_ct_in_hounsfield_units_matches_float64_reference():
+    fixed, moving = ct_like_pair()
+    kernel = losses._window_kernel(9, "rectangular")
+    expected = np_lncc(fixed[0], moving[0], 9, kernel)
+    # the float64 reference gives 0.8855 here (the old float32 code: about 2e7; the
+    # reporter's own case gave 0.867)
+    assert 0.5 < expected < 1.0
+    for dtype in [np.float32, np.float64, np.int16]:
+        got = losses.lncc(fixed.astype(dtype), moving.astype(dtype)).numpy()[0]
+        reference = np_lncc(fixed[0].astype(dtype), moving[0].astype(dtype), 9, kernel)
+        assert got == pytest.approx(reference, abs=2e-6)
+    warped = tf.Variable(moving.astype(np.float32))
+    with tf.GradientTape() as tape:
+        value = tf.reduce_sum(losses.lncc(fixed.astype(np.float32), warped))
+    gradient = tape.gradient(value, warped).numpy()
+    assert np.all(np.isfinite(gradient)) and np.abs(gradient).max() > 0
+
+
+@pytest.mark.parametrize("offset, scale", [(0.0, 1.0), (1000.0, 1.0), (1000.0, 3000.0), (-1024.0, 0.001)])
+def test_ncc_and_lncc_match_float64_reference_for_any_offset_and_scale(offset, scale):
+    rng = np.random.default_rng(7)
+    fixed = rng.random((10, 11, 12))
+    warped = 0.6 * fixed + 0.4 * rng.random((10, 11, 12))
+    big_fixed, big_warped = offset + scale * fixed, offset - 2 * scale * warped
+    kernel = losses._window_kernel(5, "gaussian")
+    ncc = losses.global_ncc(batch(big_fixed), batch(big_warped)).numpy()[0]
+    assert ncc == pytest.approx(np_ncc(big_fixed, big_warped), abs=1e-6)
+    assert ncc == pytest.approx(-np_ncc(fixed, warped), abs=1e-6)  # NCC: invariant
+    local = losses.lncc(batch(big_fixed), batch(big_warped), 5, "gaussian").numpy()[0]
+    assert local == pytest.approx(np_lncc(big_fixed, big_warped, 5, kernel), abs=2e-6)
+    # LNCC: invariant to scale (eps aside); an offset changes it near the zero padding
+    scaled = losses.lncc(batch(3000 * fixed), batch(-2 * 3000 * warped), 5, "gaussian").numpy()[0]
+    assert scaled == pytest.approx(np_lncc(fixed, -2 * warped, 5, kernel), abs=2e-6)
+
+
+def test_ssd_keeps_precision_for_large_offsets_and_takes_integer_dtypes():
+    rng = np.random.default_rng(8)
+    fixed, warped = 1000.0 + rng.random((1, 8, 8, 8)), 1000.0 + rng.random((1, 8, 8, 8))
+    assert losses.ssd(fixed, warped).numpy()[0] == pytest.approx(np.mean((fixed - warped) ** 2), rel=1e-6)
+    ints = rng.integers(-1024, 3000, (2, 2, 1, 8, 8, 8)).astype(np.int16)
+    expected = np.mean((ints[0].astype(np.float64) - ints[1]) ** 2, axis=(1, 2, 3, 4))
+    np.testing.assert_allclose(losses.ssd(ints[0], ints[1]).numpy(), expected, rtol=1e-6)
+    bytes_ = rng.integers(0, 256, (2, 1, 6, 6, 6)).astype(np.uint8)
+    assert losses.global_ncc(bytes_[0], bytes_[1]).numpy()[0] == pytest.approx(
+        np_ncc(bytes_[0].astype(float), bytes_[1].astype(float)), abs=1e-6)
+
+
+HU = np.linspace(-1000.0, 2000.0, 8**3).reshape(1, 8, 8, 8)
+UNIT = (HU + 1000.0) / 3000.0
+MASK = (UNIT > 0.5).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: losses.global_mutual_information(HU, UNIT), "`fixed` has values in [-1000, 2000]"),
+        (lambda: losses.global_mutual_information(UNIT, HU), "rescale"),
+        (lambda: losses.dice_score(MASK, 255 * MASK), "`warped` has values in [0, 255]"),
+        (lambda: losses.jaccard_index(3 * MASK, MASK), "(label == k)"),
+        (lambda: losses.cross_entropy(MASK, -MASK), "`warped` has values in [-1, 0]"),
+        (lambda: losses.multi_scale_loss(255 * MASK, MASK), "`fixed` has values in [0, 255]"),
+        (lambda: losses.get_loss("gmi")(HU, HU), "global_mutual_information"),
+        (lambda: losses.dissimilarity_fn(MASK, 2 * MASK, "dice"), "dice_score"),
+    ],
+)
+def test_range_assumptions_raise_when_eager(call, message):
+    with pytest.raises(ValueError) as error:
+        call()
+    assert message in str(error.value)
+
+
+def test_mi_on_raw_hounsfield_units_raises_instead_of_a_flat_loss():
+    fixed, moving = ct_like_pair()
+    with pytest.raises(ValueError, match="global_mutual_information"):
+        losses.global_mutual_information(fixed, moving)
+    rescale = lambda x: (x - x.min()) / (x.max() - x.min())  # noqa: E731
+    mi = losses.global_mutual_information(rescale(fixed), rescale(moving)).numpy()[0]
+    assert mi == pytest.approx(np_gmi(rescale(fixed[0]), rescale(moving[0])), rel=1e-3)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_range_checks_give_nan_inside_graphs_and_values_otherwise(jit):
+    pairs = {
+        "gmi": (UNIT, HU),
+        "dice": (MASK, 255 * MASK),
+        "jaccard": (MASK, 255 * MASK),
+        "cross-entropy": (MASK, 255 * MASK),
+        "multi-scale-dice": (MASK, 255 * MASK),
+    }
+    for name, (fixed, bad) in pairs.items():
+        loss = losses.get_loss(name)
+        graph = tf.function(lambda f, w: loss(f, w), jit_compile=jit)
+        both = np.concatenate([fixed, fixed]).astype(np.float32)
+        mixed = np.concatenate([fixed, bad]).astype(np.float32)  # batch element 1 is out of range
+        np.testing.assert_allclose(graph(both, both).numpy(), loss(both, both).numpy(), rtol=1e-5, atol=1e-6)
+        values = graph(both, mixed).numpy()
+        assert np.isfinite(values[0]) and np.isnan(values[1]), name
+
+
+@pytest.mark.parametrize("image_loss", ["ssd", "ncc", "lncc", "gmi"])
+def test_register_xla_steps_compile_and_run_with_each_image_loss(image_loss):
+    from tutorial_utils import register
+
+    fixed = batch(smooth_image((12, 12, 12)))
+    moving = batch(np.roll(smooth_image((12, 12, 12)) * 0 + fixed[0], 1, axis=0))
+    step, _ = register.make_affine_step(fixed, moving, loss_name=image_loss, jit_compile=True)
+    assert np.isfinite(float(step()))
+    step, _, _ = register.make_ddf_step(fixed, moving, image_loss=image_loss, seed=0, jit_compile=True)
+    assert all(np.isfinite(float(v)) for v in step())
+
+
+# ---------------------------------------------------------------- the one lookup
+def test_loss_names_cover_the_registry_once():
+    assert losses.LOSS_NAMES == {
+        "image": ("ssd", "ncc", "lncc", "gmi"),
+        "label": ("dice", "jaccard", "cross-entropy", "multi-scale-dice"),
+        "deformation": ("bending", "gradient-l1", "gradient-l2"),
+    }
+
+
+def test_get_loss_returns_per_pair_values_to_minimise():
+    rng = np.random.default_rng(3)
+    fixed = rng.random((2, 8, 8, 8)).astype(np.float32)
+    warped = np.clip(fixed + 0.2 * rng.standard_normal(fixed.shape), 0, 1).astype(np.float32)
+    labels = (fixed > 0.5).astype(np.float32), (warped > 0.5).astype(np.float32)
+    np_dice = [2 * np.sum(a * b) / (a.sum() + b.sum()) for a, b in zip(*labels)]
+    np_jac = [np.sum(a * b) / (a.sum() + b.sum() - np.sum(a * b)) for a, b in zip(*labels)]
+    expected = {
+        "ssd": np.mean((fixed - warped) ** 2, axis=(1, 2, 3)),
+        "ncc": [1 - np_ncc(a, b) for a, b in zip(fixed, warped)],
+        "lncc": [1 - np_lncc(a, b, 3, np.full(3, 1 / 3)) for a, b in zip(fixed, warped)],
+        "gmi": [-np_gmi(a, b) for a, b in zip(fixed, warped)],
+        "dice": 1 - np.array(np_dice),
+        "jaccard": 1 - np.array(np_jac),
+    }
+    options = {"lncc": {"window_size": 3}}
+    for name, values in expected.items():
+        pair = labels if name in ("dice", "jaccard") else (fixed, warped)
+        got = losses.get_loss(name, **options.get(name, {}))(*pair).numpy()
+        assert got.shape == (2,)
+        np.testing.assert_allclose(got, values, rtol=2e-3, atol=1e-5, err_msg=name)
+        mean = losses.dissimilarity_fn(*pair, name, **options.get(name, {})).numpy()
+        assert mean == pytest.approx(np.mean(values), rel=2e-3, abs=1e-5)
+    ddf = rng.standard_normal((2, 6, 6, 6, 3)).astype(np.float32)
+    for name in losses.LOSS_NAMES["deformation"]:
+        per_pair = losses.get_loss(name)(ddf).numpy()
+        assert per_pair.shape == (2,)
+        assert losses.local_displacement_energy(ddf, name).numpy() == pytest.approx(per_pair.mean(), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: losses.get_loss("mse"), "'image': ('ssd', 'ncc', 'lncc', 'gmi')"),
+        (lambda: losses.get_loss("lncc", window=9), "takes ['window_size', 'kernel_type', 'eps']"),
+        (lambda: losses.get_loss("gradient-l1", norm="l2"), "got option(s) ['norm']"),
+        (lambda: losses.dissimilarity_fn(UNIT, UNIT, "bending"), "'label': ('dice'"),
+        (lambda: losses.local_displacement_energy(np.zeros((1, 6, 6, 6, 3)), "ssd"), "'deformation': ('bending'"),
+    ],
+)
+def test_get_loss_rejects_unknown_names_and_options(call, message):
+    with pytest.raises(ValueError) as error:
+        call()
+    assert message in str(error.value)
+
+
 # ---------------------------------------------------------------- border-aware penalties
-# (include_border=True: the field extended by odd reflection, derivatives at every voxel)
-def odd_padded(ddf, width):
+# (include_border=True: the field extended by its outer parabola, derivatives at every voxel)
+def parabola_padded(ddf, width):
+    """Float64: each axis extended by ``width`` voxels with the degree-2 polynomial
+    fitted (numpy.polynomial) through the 3 outer voxels."""
     field = np.asarray(ddf[0], np.float64)
-    return np.pad(field, [(width, width)] * 3 + [(0, 0)], mode="reflect", reflect_type="odd")
+    for axis in range(3):
+        moved = np.moveaxis(field, axis, 0)
+        n = moved.shape[0]
+        flat = moved.reshape(n, -1)
+        low = np.polynomial.polynomial.polyfit([0, 1, 2], flat[:3], 2)
+        high = np.polynomial.polynomial.polyfit([n - 3, n - 2, n - 1], flat[-3:], 2)
+        before = np.polynomial.polynomial.polyval(np.arange(-width, 0), low).T
+        after = np.polynomial.polynomial.polyval(np.arange(n, n + width), high).T
+        flat = np.concatenate([before, flat, after])
+        field = np.moveaxis(flat.reshape((n + 2 * width,) + moved.shape[1:]), 0, axis)
+    return field
 
 
 def np_bending_full(ddf):
-    """Float64 reference: numpy.gradient (central inside) on the extended field, twice,
-    cropped back to the original voxels; mean over voxels and components."""
-    first = np.gradient(odd_padded(ddf, 2), axis=(0, 1, 2))
+    """Float64 reference: central differences (numpy.gradient inside) on the extended
+    field, twice, cropped back to the original voxels; mean over voxels and components."""
+    first = np.gradient(parabola_padded(ddf, 2), axis=(0, 1, 2))
     second = {(i, j): np.gradient(first[i], axis=j) for i in range(3) for j in range(i, 3)}
     energy = sum(second[i, i] ** 2 for i in range(3))
     energy = energy + 2 * sum(second[i, j] ** 2 for i in range(3) for j in range(i + 1, 3))
@@ -290,9 +512,8 @@ def np_bending_full(ddf):
 
 
 def np_gradient_norm_full(ddf, norm):
-    # on the odd extension, central differences at the border equal numpy.gradient's
-    # one-sided ones on the field itself
-    grads = np.stack(np.gradient(np.asarray(ddf[0], np.float64), axis=(0, 1, 2)), -1)
+    # the first derivatives everywhere are numpy.gradient's with edge_order=2
+    grads = np.stack(np.gradient(np.asarray(ddf[0], np.float64), axis=(0, 1, 2), edge_order=2), -1)
     per_voxel = np.abs(grads) if norm == "l1" else grads**2
     return per_voxel.sum(-1).mean()
 
@@ -313,6 +534,10 @@ def test_border_aware_penalties_see_the_border_and_keep_affine_free():
     assert losses.bending_energy(linear, include_border=True).numpy()[0] == pytest.approx(0, abs=1e-5)
     value = losses.gradient_norm(linear, "l2", include_border=True).numpy()[0]
     assert value == pytest.approx(np.sum(matrix**2) / 3, rel=1e-5)
+    a = 0.05  # a parabola has the same bending at the border as inside
+    quadratic = field_from(lambda x: np.stack([a * x[..., 0] ** 2, 0 * x[..., 0], 0 * x[..., 0]], -1))
+    value = losses.bending_energy(quadratic, include_border=True).numpy()[0]
+    assert value == pytest.approx(4 * a * a / 3, rel=1e-4)
     # a fold confined to the outermost slice (x=0 sent beyond x=1): the interior
     # penalty sees it only through the one difference stencil that reaches that slice
     fold = np.zeros((1, 9, 9, 9, 3), np.float32)

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 from scipy import ndimage
 
-from tutorial_utils import register, warp
+from tutorial_utils import metrics, register, warp
 
 RNG = np.random.default_rng(5)
 
@@ -27,6 +27,117 @@ def test_affine_step_xla_matches_graph_and_recovers_transform():
     for _ in range(100):
         last = step_xla().numpy()
     assert last < 0.5 * first
+
+
+# --------------------------------------------------------------------------
+# affine registration by stochastic sampling
+# --------------------------------------------------------------------------
+def test_sample_points_are_stateless_and_inside():
+    first = register.sample_points((10, 12, 6), 500, seed=(3, 7), margin=1.0).numpy()
+    again = register.sample_points((10, 12, 6), 500, seed=(3, 7), margin=1.0).numpy()
+    other = register.sample_points((10, 12, 6), 500, seed=(3, 8), margin=1.0).numpy()
+    np.testing.assert_array_equal(first, again)
+    assert not np.allclose(first, other)
+    assert first.min() >= 1.0 and np.all(first.max(axis=0) <= np.array([8.0, 10.0, 4.0]))
+    assert np.mean(first != np.round(first)) > 0.99  # off the grid
+    with pytest.raises(ValueError, match="`margin`"):
+        register.sample_points((10, 12, 2), 5, seed=(0, 0), margin=1.0)
+
+
+def test_point_sampler_matches_scipy():
+    volume = smooth_volume((9, 11, 7))[0]
+    points = np.concatenate([RNG.uniform(0, [8, 10, 6], size=(300, 3)),
+                             [[-0.5, 3, 3], [4, 10.5, 2], [2, 2, 7.2]]]).astype(np.float32)
+    ours = register._sample(tf.constant(volume), tf.constant(points)).numpy()
+    expected = ndimage.map_coordinates(volume.astype(np.float64), points.T, order=1, mode="constant", cval=0.0)
+    expected[-3:] = 0.0  # outside: zero, as warp.resample
+    np.testing.assert_allclose(ours, expected, atol=1e-5)
+
+
+def test_sampled_ssd_is_exact_on_a_linear_image_with_overlap_mask():
+    """Trilinear interpolation is exact on a linear image, so at the true shift the
+    sampled SSD is 0, and the overlap fraction of a shift is known analytically."""
+    shape = (12, 14, 10)
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1).astype(np.float64)
+    slope = np.array([0.03, -0.02, 0.05])
+    shift = np.array([0.0, 2.6, 0.0])
+    fixed = (grid @ slope).astype(np.float32)
+    moving = ((grid - shift) @ slope).astype(np.float32)  # moving(y) = fixed(y - shift)
+    points = register.sample_points(shape, 20000, seed=(0, 1), margin=0.0)
+    theta = np.concatenate([np.eye(3), shift[None]]).astype(np.float32)
+    loss, overlap = register.sampled_dissimilarity(fixed, moving, points, theta)
+    assert float(loss) < 1e-10
+    expected_overlap = (shape[1] - 1 - shift[1]) / (shape[1] - 1)  # mapped d2 must stay <= 13
+    assert abs(float(overlap) - expected_overlap) < 0.01
+    off = theta.copy()
+    off[3, 0] = 0.5
+    loss_off, _ = register.sampled_dissimilarity(fixed, moving, points, off)
+    np.testing.assert_allclose(float(loss_off), (0.5 * slope[0]) ** 2, rtol=1e-3)  # constant offset
+
+
+def test_sampled_loss_gradient_matches_finite_differences_in_float64():
+    fixed = smooth_volume((10, 12, 8), 1.5)[0]
+    moving = np.roll(fixed, 1, axis=1)
+    points = register.sample_points(fixed.shape, 2000, seed=(1, 2), margin=1.0)
+    theta = tf.constant(np.concatenate([np.eye(3) * 1.01, [[0.2, 0.7, -0.1]]]).astype(np.float32))
+    with tf.GradientTape() as tape:
+        tape.watch(theta)
+        loss, _ = register.sampled_dissimilarity(fixed, moving, points, theta)
+    gradient = tape.gradient(loss, theta).numpy()
+
+    def numpy_loss(matrix):
+        p = points.numpy().astype(np.float64)
+        mapped = p @ matrix[:3] + matrix[3]
+        inside = np.all((mapped >= 0) & (mapped <= np.array(fixed.shape) - 1), axis=1)
+        f = ndimage.map_coordinates(fixed.astype(np.float64), p.T, order=1)
+        m = ndimage.map_coordinates(moving.astype(np.float64), mapped.T, order=1)
+        return np.sum(inside * (f - m) ** 2) / inside.sum()
+
+    base = theta.numpy().astype(np.float64)
+    for row, col in [(3, 0), (3, 1), (3, 2), (0, 0), (1, 2)]:
+        step = 1e-4 if row < 3 else 1e-3
+        plus, minus = base.copy(), base.copy()
+        plus[row, col] += step
+        minus[row, col] -= step
+        numeric = (numpy_loss(plus) - numpy_loss(minus)) / (2 * step)
+        np.testing.assert_allclose(gradient[row, col], numeric, rtol=0.05, atol=1e-5)
+
+
+def test_affine_parameterisation_is_centred_and_invertible():
+    to_theta, from_theta = register.affine_parameterisation((21, 31, 11))
+    theta = warp.random_transform_generator(1, 0.1, seed=3)
+    np.testing.assert_allclose(to_theta(from_theta(theta)).numpy(), theta.numpy(), atol=1e-5)
+    parameters = from_theta(warp.identity_affine(1)).numpy()
+    parameters[:3] = np.diag([1.1, 1.0, 1.0])  # scale about the centre: the centre stays put
+    centre = np.array([10.0, 15.0, 5.0, 1.0])
+    np.testing.assert_allclose(centre @ to_theta(tf.constant(parameters)).numpy()[0], centre[:3], atol=1e-5)
+
+
+def test_register_affine_recovers_a_known_affine_deterministically():
+    fixed = smooth_volume((32, 36, 24), 2.5)
+    theta_true = warp.random_transform_generator(1, 0.15, seed=4)
+    grid = warp.get_reference_grid(fixed.shape[1:4])
+    moving = warp.resample(fixed, warp.warp_grid(grid, theta_true)).numpy()
+    options = dict(iterations=(100, 100, 100, 200), progress=False)
+    result = register.register_affine(fixed=fixed, moving=moving, **options)
+    again = register.register_affine(fixed=fixed, moving=moving, **options)
+    assert result["theta"].shape == (1, 4, 3) and result["iterations"] == 500
+    np.testing.assert_array_equal(result["theta"], again["theta"])
+    before = metrics.affine_residual(warp.identity_affine(1).numpy(), theta_true.numpy(), fixed.shape[1:4])
+    after = metrics.affine_residual(result["theta"], theta_true.numpy(), fixed.shape[1:4])
+    assert before[0] > 1.5 and after[0] < 0.1 and after[0] < 0.05 * before[0], (before, after)
+    assert set(result["history"]) == {"loss", "movement", "overlap", "level"}
+    assert result["seconds"] > 0
+
+
+def test_register_affine_refuses_bad_settings():
+    volume = smooth_volume((8, 8, 8))
+    with pytest.raises(ValueError, match="`sigmas`"):
+        register.register_affine(fixed=volume, moving=volume, sigmas=(2, 1), iterations=(10,))
+    with pytest.raises(ValueError, match="`moving` has shape"):
+        register.register_affine(fixed=volume, moving=smooth_volume((8, 8, 9)))
+    with pytest.raises(ValueError, match="`average_last`"):
+        register.register_affine(fixed=volume, moving=volume, average_last=1.0)
 
 
 @pytest.mark.parametrize("velocity", [False, True])
@@ -148,7 +259,7 @@ def test_folding_penalty_matches_numpy_jacobian():
     from tutorial_utils import metrics
 
     rough = (1.2 * RNG.standard_normal((2, 6, 7, 8, 3))).astype(np.float32)
-    det = metrics.jacobian_determinant(rough.astype(np.float64))  # numpy.gradient, float64
+    det = metrics.jacobian_determinant(rough.astype(np.float64))  # numpy.gradient, edge_order 2
     for threshold in (0.0, 0.1):
         expected = np.maximum(threshold - det.astype(np.float64), 0).mean(axis=(1, 2, 3))
         np.testing.assert_allclose(register.folding_penalty(rough, threshold), expected, rtol=1e-4)

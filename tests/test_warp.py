@@ -9,10 +9,10 @@ from tutorial_utils import warp
 RNG = np.random.default_rng(1234)
 
 
-def scipy_resample(volume, loc):
-    """Reference: scipy's trilinear interpolation, zero outside, for one volume."""
+def scipy_resample(volume, loc, mode="constant"):
+    """Reference: scipy's trilinear interpolation for one volume (zero outside by default)."""
     return ndimage.map_coordinates(
-        volume.astype(np.float64), np.moveaxis(loc, -1, 0).astype(np.float64), order=1, mode="constant", cval=0.0
+        volume.astype(np.float64), np.moveaxis(loc, -1, 0).astype(np.float64), order=1, mode=mode, cval=0.0
     )
 
 
@@ -59,9 +59,10 @@ def test_random_transform_is_seeded_and_scales():
     assert large > 5 * small
 
 
+@pytest.mark.parametrize("mode, scipy_mode", [("constant", "constant"), ("edge", "nearest"), ("nearest", "nearest")])
 @pytest.mark.parametrize("channels", [None, 2])
 @pytest.mark.parametrize("path", ["eager", "xla"])
-def test_resample_matches_scipy_on_random_affines(channels, path):
+def test_resample_matches_scipy_on_random_affines(channels, path, mode, scipy_mode):
     size = (9, 11, 7)
     batch = 2
     shape = (batch,) + size + ((channels,) if channels else ())
@@ -69,15 +70,17 @@ def test_resample_matches_scipy_on_random_affines(channels, path):
     theta = warp.random_transform_generator(batch, 0.3, seed=11).numpy()
     theta[:, 3] += RNG.uniform(-2, 2, (batch, 3))  # push part of the grid outside
     loc = warp.warp_grid(warp.get_reference_grid(size), theta)
-    fn = warp.resample if path == "eager" else compiled(warp.resample)
-    out = fn(tf.constant(volume), loc).numpy()
+    fn = warp.resample if path == "eager" else compiled(lambda v, l: warp.resample(v, l, mode=mode))
+    out = (fn(tf.constant(volume), loc, mode=mode) if path == "eager" else fn(tf.constant(volume), loc)).numpy()
     assert out.shape == shape
     for b in range(batch):
         for c in range(channels or 1):
             vol = volume[b] if channels is None else volume[b, ..., c]
             got = out[b] if channels is None else out[b, ..., c]
-            np.testing.assert_allclose(got, scipy_resample(vol, loc.numpy()[b]), atol=2e-6)
-    assert (out == 0).any(), "the test should include locations outside the volume"
+            np.testing.assert_allclose(got, scipy_resample(vol, loc.numpy()[b], scipy_mode), atol=2e-6)
+    outside = np.any((loc.numpy() < 0) | (loc.numpy() > np.array(size) - 1), -1)
+    assert outside.mean() > 0.1, "the test should include locations outside the volume"
+    assert (out[outside] == 0).all() == (mode == "constant")
 
 
 def test_resample_boundaries_exactly_like_scipy():
@@ -95,6 +98,40 @@ def test_resample_boundaries_exactly_like_scipy():
     np.testing.assert_allclose(got, expected, atol=1e-6)
     assert got[0] == pytest.approx(volume[0, 0, 0, 0]) and got[1] == pytest.approx(volume[0, 3, 4, 5])
     np.testing.assert_array_equal(got[4:], 0.0)
+
+
+def test_resample_edge_mode_extends_the_border_like_scipy_nearest():
+    volume = RNG.random((1, 4, 5, 6, 3)).astype(np.float32)
+    points = np.array(
+        [[0, 0, 0], [3, 4, 5], [-0.5, 1, 1], [3.5, 1.2, 1], [1, -1e-3, 1], [1.5, 2.5, 5.001],
+         [-3, -3, -3], [10, 10, 10], [-2, 2.5, 7.25]],
+        dtype=np.float32,
+    ).reshape(1, 9, 1, 1, 3)
+    got = warp.resample(volume, points, mode="edge").numpy()[0, :, 0, 0]
+    for c in range(3):
+        np.testing.assert_allclose(got[:, c], scipy_resample(volume[0, ..., c], points[0], "nearest").ravel(), atol=1e-6)
+    np.testing.assert_allclose(got[6], volume[0, 0, 0, 0], atol=1e-6)  # far corners: corner voxels
+    np.testing.assert_allclose(got[7], volume[0, 3, 4, 5], atol=1e-6)
+    # a constant field stays constant anywhere
+    field = np.full((1, 4, 5, 6, 3), [1.5, -0.5, 0.75], np.float32)
+    np.testing.assert_allclose(warp.resample(field, points, mode="edge")[0, :, 0, 0], np.broadcast_to([1.5, -0.5, 0.75], (9, 3)), atol=1e-6)
+
+
+def test_warp_modes_and_layer_config():
+    field = RNG.standard_normal((1, 6, 5, 4, 3)).astype(np.float32)
+    ddf = np.zeros((1, 6, 5, 4, 3), np.float32)
+    ddf[..., 0] = 2.5  # reads beyond the last voxel along d1 for i >= 3
+    grid = warp.get_reference_grid((6, 5, 4)).numpy() + ddf[0]
+    for mode, scipy_mode in (("constant", "constant"), ("edge", "nearest")):
+        got = warp.warp(field, ddf, mode=mode).numpy()[0]
+        for c in range(3):
+            np.testing.assert_allclose(got[..., c], scipy_resample(field[0, ..., c], grid, scipy_mode), atol=1e-6)
+    np.testing.assert_array_equal(warp.warp(field, ddf).numpy()[0, 4:], 0.0)  # default: images, zero outside
+    layer = warp.Warping((6, 5, 4), mode="edge")
+    rebuilt = warp.Warping.from_config(layer.get_config())
+    assert rebuilt.mode == "edge"
+    np.testing.assert_allclose(rebuilt(inputs=[ddf, field]), warp.warp(field, ddf, mode="edge"), atol=1e-6)
+    assert warp.Warping((6, 5, 4)).mode == "constant"
 
 
 def test_resample_shared_loc_broadcasts_over_batch():
@@ -146,29 +183,155 @@ def test_warping_layer_matches_affine_resampling():
     np.testing.assert_allclose(via_layer, via_grid, atol=1e-5)
 
 
-def test_integrate_velocity_constant_field_is_translation():
-    velocity = np.zeros((1, 12, 12, 12, 3), np.float32)
-    velocity[..., 0] = 0.8
-    ddf = warp.integrate_velocity(velocity, num_steps=6).numpy()
-    # away from the far border along d1 (where the zero-outside rule bites and
-    # its effect creeps inwards as the steps double) the flow of a constant
-    # velocity is the same translation
-    np.testing.assert_allclose(ddf[0, :-5, :, :, 0], 0.8, atol=1e-5)
-    np.testing.assert_allclose(ddf[0, ..., 1:], 0.0, atol=1e-6)
+def homogeneous(theta):
+    """(4, 3) row-vector affine -> (4, 4) matrix, so that composition is a product."""
+    return np.concatenate([theta, [[0.0], [0.0], [0.0], [1.0]]], axis=1)
 
 
-def test_integrate_velocity_linear_field_matches_matrix_exponential():
+def affine_velocity_flow(A, b, grid, t=1.0):
+    """Analytic flow of v(x) = A x + b (float64): phi_t(x) = expm(A t) x + (int_0^t expm(A s) ds) b.
+
+    The integral is the top-right block of expm([[A, I], [0, 0]] t) (Van Loan 1978).
+    """
     from scipy.linalg import expm
 
-    size = (15, 15, 15)
-    generator = np.array([[0.0, 0.05, 0.0], [-0.05, 0.0, 0.0], [0.0, 0.0, 0.02]])
+    block = expm(np.block([[A, np.eye(3)], [np.zeros((3, 6))]]) * t)
+    return grid @ block[:3, :3].T + block[:3, 3:] @ b
+
+
+@pytest.mark.parametrize("path", ["eager", "xla"])
+def test_integrate_constant_velocity_is_exact_everywhere(path):
+    # the reported case: zero-filled reads gave (0.866, -0.289, 0.433) at (13, 1, 8)
+    velocity = np.zeros((1, 16, 8, 10, 3), np.float32)
+    velocity[...] = [1.5, -0.5, 0.75]
+    fn = warp.integrate_velocity if path == "eager" else compiled(warp.integrate_velocity)
+    ddf = fn(tf.constant(velocity)).numpy()
+    np.testing.assert_allclose(ddf[0, 13, 1, 8], [1.5, -0.5, 0.75], atol=1e-6)
+    np.testing.assert_allclose(ddf, velocity, atol=1e-6)
+
+
+def test_integrate_affine_velocity_that_keeps_the_box_is_exact_everywhere():
+    # v(x) = A (x - c) with a diagonally dominant contracting A (with shears): every
+    # trajectory, and every point scaling and squaring reads, stays inside the
+    # volume, so all voxels must match the analytic flow
+    size = (16, 8, 10)
+    A = np.array([[-0.03, 0.01, -0.005], [-0.008, -0.05, 0.01], [0.004, -0.006, -0.04]])
     centre = (np.array(size) - 1) / 2.0
+    b = -A @ centre
+    grid = warp.get_reference_grid(size).numpy().astype(np.float64)
+    velocity = (grid @ A.T + b)[None].astype(np.float32)
+    expected = affine_velocity_flow(A, b, grid) - grid
+    assert np.abs(expected).max() > 0.25
+    # the Euler error of the first step, |A|^2 |x - c| / 2^(N+1), is ~5e-7 for N = 14
+    ddf = warp.integrate_velocity(velocity, num_steps=14).numpy()[0]
+    np.testing.assert_allclose(ddf, expected, atol=2e-6)
+    # with the default N = 7, the result is exactly 2^7 Euler steps: (I + A/2^7)^(2^7)
+    step = np.linalg.matrix_power(np.eye(3) + A / 2**7, 2**7)
+    discrete = (grid - centre) @ step.T + centre - grid
+    np.testing.assert_allclose(warp.integrate_velocity(velocity).numpy()[0], discrete, atol=5e-7)
+
+
+def test_integrate_affine_velocity_leaving_the_volume():
+    size = (16, 8, 10)
+    rng = np.random.default_rng(0)
+    A = rng.uniform(-0.02, 0.02, (3, 3))
+    b = np.array([0.6, -0.3, 0.4]) - A @ ((np.array(size) - 1) / 2.0)
+    grid = warp.get_reference_grid(size).numpy().astype(np.float64)
+    velocity = (grid @ A.T + b)[None].astype(np.float32)
+    ddf = warp.integrate_velocity(velocity, num_steps=12).numpy()[0]
+    error = np.abs(ddf - (affine_velocity_flow(A, b, grid) - grid)).max(-1)
+    # the trajectories that stay 2 voxels inside: their reads, and the grid points
+    # interpolated around them, never needed a value from outside the volume
+    margin = np.ones(size, bool)
+    for t in np.linspace(0.0, 1.0, 65):
+        points = affine_velocity_flow(A, b, grid, t)
+        margin &= np.all((points >= 2) & (points <= np.array(size) - 3), -1)
+    assert margin.sum() > 100
+    np.testing.assert_array_less(error[margin], 1e-5)
+    # elsewhere the clamped field differs from the affine one by |A| times the
+    # distance read outside (< 1 voxel): far below the 0.7 voxel of zero filling
+    np.testing.assert_array_less(error, 0.02)
+
+
+def test_compose_affine_ddfs_matches_the_product_of_matrices():
+    size, other = (9, 10, 8), (11, 7, 9)  # second lives on another grid
+    first_theta = warp.random_transform_generator(2, 0.1, seed=21).numpy()
+    second_theta = warp.random_transform_generator(2, 0.1, seed=22).numpy()
+    first_theta[:, 3] += [1.0, -0.5, 0.5]
+    first = warp.ddf_from_affine(first_theta, size)
+    second = warp.ddf_from_affine(second_theta, other)
+    composed = warp.compose_ddf(first, second).numpy()
+    grid = warp.get_reference_grid(size).numpy().astype(np.float64)
+    points = np.concatenate([grid, np.ones(size + (1,))], -1)
+    for batch in range(2):
+        # phi_second(phi_first(x)) = [x 1] H(first) H(second)
+        product = homogeneous(first_theta[batch]) @ homogeneous(second_theta[batch])
+        expected = (points @ product)[..., :3] - grid
+        landing = points @ first_theta[batch]
+        inside = np.all((landing >= 0) & (landing <= np.array(other) - 1), -1)
+        assert 0.3 < inside.mean() < 1.0
+        np.testing.assert_allclose(composed[batch][inside], expected[inside], atol=2e-5)
+
+
+def test_compose_order_matches_warping_twice():
+    # an image that is linear in x is interpolated exactly, so warping with
+    # compose_ddf(first, second) equals warping with second, then with first
+    size = (10, 9, 8)
     grid = warp.get_reference_grid(size).numpy()
-    velocity = ((grid - centre) @ generator)[None].astype(np.float32)
-    ddf = warp.integrate_velocity(velocity, num_steps=8).numpy()[0]
-    expected = (grid - centre) @ expm(generator) + centre - grid
-    inner = (slice(4, -4),) * 3
-    np.testing.assert_allclose(ddf[inner], expected[inner], atol=2e-2)
+    image = (grid @ [0.5, -1.0, 2.0] + 3.0)[None].astype(np.float32)
+    first = warp.ddf_from_affine(warp.random_transform_generator(1, 0.05, seed=3), size)
+    second = np.zeros((1,) + size + (3,), np.float32)
+    second[..., 1] = 1.25
+    once = warp.warp(image, warp.compose_ddf(first, second)).numpy()[0]
+    twice = warp.warp(warp.warp(image, second), first).numpy()[0]
+    # where both are defined: x + first(x) lands in the volume, and only on voxels
+    # y of the intermediate image with y + second(y) inside too (y2 <= 6 of 0..8)
+    landing = grid + first.numpy()[0]
+    valid = np.all((landing >= 0) & (landing <= np.array(size) - 1), -1) & (landing[..., 1] <= 6)
+    assert valid.mean() > 0.4
+    np.testing.assert_allclose(once[valid], twice[valid], atol=1e-4)
+    # and not the other order (the two do not commute here)
+    swapped = warp.warp(image, warp.compose_ddf(second, first)).numpy()[0]
+    assert np.abs(swapped - twice)[valid].max() > 100 * 1e-4
+
+
+def test_compose_and_integrate_compile_with_xla():
+    velocity = tf.constant(0.5 * RNG.standard_normal((2, 8, 6, 7, 3)), tf.float32)
+    np.testing.assert_allclose(
+        compiled(warp.integrate_velocity)(velocity), warp.integrate_velocity(velocity), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        compiled(warp.compose_ddf)(velocity, 2 * velocity), warp.compose_ddf(velocity, 2 * velocity), atol=1e-5
+    )
+
+
+def smooth_field(shape, seed, scale):
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal(shape)
+    return (scale * ndimage.gaussian_filter(noise, sigma=(0, 1.5, 1.5, 1.5, 0))).astype(np.float32)
+
+
+@pytest.mark.parametrize("which", ["integrate", "compose"])
+def test_field_operations_gradients_are_finite_and_match_finite_differences(which):
+    shape = (1, 6, 7, 5, 3)
+    field = tf.constant(smooth_field(shape, 4, 4.0))
+    other = tf.constant(smooth_field(shape, 5, 4.0))
+    weights = tf.constant(RNG.standard_normal(shape), tf.float32)
+    direction = tf.constant(smooth_field(shape, 6, 1.0))
+
+    def loss(x):
+        out = warp.integrate_velocity(x) if which == "integrate" else warp.compose_ddf(x, other)
+        return tf.reduce_sum(weights * out)
+
+    with tf.GradientTape() as tape:
+        tape.watch(field)
+        value = loss(field)
+    gradient = tape.gradient(value, field).numpy()
+    assert np.isfinite(gradient).all() and np.abs(gradient).max() > 0
+    h = 1e-2  # central difference of the directional derivative (float32 values)
+    numerical = (loss(field + h * direction) - loss(field - h * direction)).numpy() / (2 * h)
+    analytic = float(np.sum(gradient * direction.numpy()))
+    assert analytic == pytest.approx(numerical, rel=2e-2)
 
 
 @pytest.mark.parametrize(
@@ -181,6 +344,12 @@ def test_integrate_velocity_linear_field_matches_matrix_exponential():
         (lambda: warp.Warping((4, 4, 4))(inputs=[np.zeros((1, 4, 4, 5, 3)), np.zeros((1, 4, 4, 4))]), "`ddf` has shape (1, 4, 4, 5, 3)"),
         (lambda: warp.random_transform_generator(1, 1.5), "`scale` is 1.5"),
         (lambda: warp.resample(np.array(["a"] * 8).reshape(1, 2, 2, 2), np.zeros((1, 2, 2, 2, 3))), "dtype"),
+        (lambda: warp.resample(np.zeros((1, 2, 2, 2)), np.zeros((1, 2, 2, 2, 3)), mode="wrap"), "`mode` is 'wrap'"),
+        (lambda: warp.Warping((4, 4, 4), mode="zero"), "`mode` is 'zero'"),
+        (lambda: warp.compose_ddf(np.zeros((1, 4, 4, 4, 3)), np.zeros((1, 4, 4, 4, 2))), "`second` has shape (1, 4, 4, 4, 2)"),
+        (lambda: warp.compose_ddf(np.zeros((3, 4, 4, 4, 3)), np.zeros((2, 4, 4, 4, 3))), "`first` has batch size 3"),
+        (lambda: warp.integrate_velocity(np.zeros((4, 4, 4, 3))), "`dvf` has shape (4, 4, 4, 3)"),
+        (lambda: warp.integrate_velocity(np.zeros((1, 4, 4, 4, 3)), num_steps=-1), "`num_steps` is -1"),
     ],
 )
 def test_wrong_input_names_argument_and_shape(call, message):

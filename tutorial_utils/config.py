@@ -45,7 +45,10 @@ def describe_mode() -> str:
 
 
 def set_seed(seed: int) -> int:
-    """Seed Python, NumPy and TensorFlow.
+    """Seed Python, NumPy and TensorFlow: the one function of the package that
+    changes global state on purpose (every other function leaves the global random
+    generators, matplotlib's rcParams and the working directory as they were;
+    ``tests/test_global_state.py`` checks this).
 
     On a CPU this makes a notebook give the same numbers run after run. (On a
     GPU some TensorFlow kernels are not bitwise deterministic; the differences

@@ -16,7 +16,25 @@ Where files come from, in order:
    name, so a partial or tampered file never sits under the final name.
 
 A hash mismatch anywhere rejects that copy (deleting it if it is ours) and moves
-on to the next source; when every source fails, the error says what was tried.
+on to the next source; when every source fails, the error says what was tried
+(:class:`DataIntegrityError` if a copy was found but did not match,
+:class:`DataUnavailableError` otherwise).
+
+**Relative paths.** A relative path in ``TUTORIAL_DATA_MIRROR`` or
+``TUTORIAL_DATA_CACHE`` is resolved against the *repository root* (the folder
+holding ``pyproject.toml`` and ``data_manifest.yaml`` above this package), not
+against the working directory, so ``../shared/data/example-data`` names the same
+folder whether Python runs in the repository root or in ``book/chapters``. For an
+installed copy of ``tutorial_utils`` (no repository around it) the base is the
+working directory when the data layer is first used. See :func:`path_base` and
+:func:`resolve_user_path`; every message shows the absolute paths searched.
+
+**Orientation.** Each loader says what its array axes mean in ``"orientation"``
+(nibabel's convention: the letter is the direction each axis *increases* toward,
+``L``/``R`` left/right, ``P``/``A`` posterior/anterior, ``S``/``I``
+superior/inferior). It comes from the NIfTI affine where there is one and is
+stated in the loader for the HDF5 files. Arrays are never reoriented;
+:mod:`tutorial_utils.viz` uses the code to show standard radiological views.
 
 Why pooch: its ``HTTPDownloader`` is a small, well-kept download primitive with
 a progress bar and timeouts. Its own ``retrieve`` cannot verify git blob SHA-1
@@ -35,10 +53,11 @@ import tempfile
 import time
 import warnings
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import yaml
@@ -52,6 +71,11 @@ __all__ = [
     "list_datasets",
     "fetch",
     "fetch_file",
+    "verify_file",
+    "path_base",
+    "resolve_user_path",
+    "cache_dir",
+    "mirror_dirs",
     "verify_cache",
     "file_hash",
     "load_head_neck_ct",
@@ -71,8 +95,13 @@ class DataUnavailableError(RuntimeError):
     """No source could provide a verified copy of a file."""
 
 
-class DataIntegrityError(RuntimeError):
-    """A file's content does not match the hash in the manifest."""
+class DataIntegrityError(DataUnavailableError):
+    """A file's content does not match the size or hash in the manifest.
+
+    Raised by :func:`verify_file`, and by :func:`fetch_file` when the only copies
+    it found (mirror, cache or download) failed verification: a subclass of
+    :class:`DataUnavailableError`, since no verified copy is available either.
+    """
 
 
 # --------------------------------------------------------------------------
@@ -147,20 +176,89 @@ def _check_file(path: Path, entry: dict) -> Tuple[bool, str]:
 # --------------------------------------------------------------------------
 # where files live
 # --------------------------------------------------------------------------
+_ROOT_MARKERS = ("pyproject.toml", "data_manifest.yaml")
+
+
+@lru_cache(maxsize=None)
+def path_base() -> Path:
+    """The folder that relative ``TUTORIAL_DATA_MIRROR``/``TUTORIAL_DATA_CACHE`` paths
+    are resolved against (found once per session).
+
+    The repository root when ``tutorial_utils`` is imported from a checkout (the
+    folder above the package holding ``pyproject.toml`` and ``data_manifest.yaml``),
+    so ``../shared/data/example-data`` means the same folder from the repository
+    root and from ``book/chapters``; otherwise (an installed package) the working
+    directory at the first call.
+
+    >>> path_base().is_absolute()
+    True
+    """
+    root = Path(__file__).resolve().parent.parent
+    if all((root / marker).is_file() for marker in _ROOT_MARKERS):
+        return root
+    return Path.cwd().resolve()
+
+
+def resolve_user_path(value: os.PathLike) -> Path:
+    """An absolute path for a path a user set: ``~`` expanded, a relative path
+    joined to :func:`path_base` (never to the current working directory).
+
+    >>> resolve_user_path("/data/mirror")
+    PosixPath('/data/mirror')
+    >>> resolve_user_path("mirror") == path_base() / "mirror"
+    True
+    """
+    path = Path(value).expanduser()
+    return Path(os.path.normpath(path if path.is_absolute() else path_base() / path))
+
+
 def cache_dir() -> Path:
-    """The cache directory: ``$TUTORIAL_DATA_CACHE`` or the per-user cache."""
+    """The cache directory, absolute: ``$TUTORIAL_DATA_CACHE`` (see
+    :func:`resolve_user_path`) or the per-user cache."""
     configured = os.environ.get(CACHE_ENV)
     if configured:
-        return Path(configured).expanduser()
+        return resolve_user_path(configured)
     import pooch
 
-    return Path(pooch.os_cache("tutorial-utils"))
+    return Path(pooch.os_cache("tutorial-utils")).resolve()
+
+
+def _mirror_settings() -> List[Tuple[str, Path]]:
+    configured = os.environ.get(MIRROR_ENV, "")
+    return [(part, resolve_user_path(part)) for part in configured.split(os.pathsep) if part.strip()]
 
 
 def mirror_dirs() -> List[Path]:
-    """Mirror directories named in ``$TUTORIAL_DATA_MIRROR`` (may be empty)."""
-    configured = os.environ.get(MIRROR_ENV, "")
-    return [Path(part).expanduser() for part in configured.split(os.pathsep) if part.strip()]
+    """Mirror directories named in ``$TUTORIAL_DATA_MIRROR``, absolute (may be empty)."""
+    return [path for _, path in _mirror_settings()]
+
+
+def verify_file(path: os.PathLike, entry: dict) -> Path:
+    """``path`` if its size and hash match the manifest ``entry``.
+
+    Raises
+    ------
+    DataIntegrityError
+        When they do not; the message gives the size or hash found and expected.
+    """
+    ok, why = _check_file(Path(path), entry)
+    if not ok:
+        raise DataIntegrityError(f"{path}: {why}")
+    return Path(path)
+
+
+@contextmanager
+def _temporary_file(final: Path) -> Iterator[Path]:
+    """A fresh ``<name>.<random>.part`` file beside ``final``, deleted on exit unless
+    the caller moved it onto ``final`` (an atomic rename on one file system)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=final.name + ".", suffix=".part", dir=final.parent)
+    os.close(handle)
+    part = Path(name)
+    try:
+        yield part
+    finally:
+        part.unlink(missing_ok=True)
 
 
 def _download(url: str, target: Path, timeout: float, progress: bool) -> None:
@@ -168,6 +266,91 @@ def _download(url: str, target: Path, timeout: float, progress: bool) -> None:
 
     downloader = pooch.HTTPDownloader(progressbar=progress, timeout=timeout)
     downloader(url, str(target), None)
+
+
+@dataclass
+class _Attempts:
+    """What each source said, for the final error message."""
+
+    lines: List[str] = field(default_factory=list)
+    integrity_failed: bool = False
+
+    def add(self, line: str, integrity: bool = False) -> None:
+        self.lines.append(line)
+        self.integrity_failed |= integrity
+
+
+def _from_mirrors(entry: dict, attempts: _Attempts) -> Optional[Path]:
+    """The first mirror copy that verifies; mirrors are read, never modified."""
+    for setting, mirror in _mirror_settings():
+        candidate = mirror / entry["path"]
+        if not candidate.is_file():
+            where = (f"the folder exists but has no {entry['path']}" if mirror.is_dir()
+                     else "that folder does not exist")
+            attempts.add(f"mirror {candidate}: not there ({MIRROR_ENV} entry {setting!r} "
+                         f"is {mirror}; {where})")
+            continue
+        try:
+            return verify_file(candidate, entry)
+        except DataIntegrityError as error:
+            attempts.add(f"mirror {error}: REJECTED", integrity=True)
+            warnings.warn(f"Ignoring mirror file {error}: its content does not match the manifest.")
+    return None
+
+
+def _from_cache(entry: dict, attempts: _Attempts) -> Optional[Path]:
+    """The cached copy if it verifies; a copy that does not is deleted."""
+    cached = cache_dir() / entry["path"]
+    if not cached.is_file():
+        return None
+    try:
+        return verify_file(cached, entry)
+    except DataIntegrityError as error:
+        attempts.add(f"cache {error}: REJECTED and deleted", integrity=True)
+        warnings.warn(f"Deleting the cached {error}: it does not match the manifest; fetching again.")
+        cached.unlink()
+    return None
+
+
+def _download_verified(entry: dict, attempts: _Attempts, *, progress: bool, retries: int,
+                       timeout: float, backoff: float) -> Optional[Path]:
+    """Each URL in turn, with retries, into a temporary file that is renamed onto the
+    cache path only once it verifies."""
+    cached = cache_dir() / entry["path"]
+    for url in entry.get("urls", []):
+        for attempt in range(retries + 1):
+            with _temporary_file(cached) as part:
+                try:
+                    _download(url, part, timeout, progress)
+                except Exception as error:  # network errors come in many types
+                    reason = str(error).splitlines()[0][:200] if str(error) else ""
+                    attempts.add(f"{url} (try {attempt + 1}): {type(error).__name__}: {reason}")
+                    if attempt < retries:
+                        time.sleep(backoff * (2 ** attempt))
+                    continue
+                try:
+                    verify_file(part, entry)
+                except DataIntegrityError as error:
+                    why = str(error).split(": ", 1)[1]
+                    attempts.add(f"{url}: REJECTED, downloaded content has {why}", integrity=True)
+                    break  # the same URL would give the same wrong bytes; try the next one
+                os.replace(part, cached)
+                return cached
+    return None
+
+
+def _unavailable(relative: str, attempts: _Attempts) -> DataUnavailableError:
+    tried = "\n  - ".join(attempts.lines) if attempts.lines else "(no mirror set, nothing cached, no URLs)"
+    kind = DataIntegrityError if attempts.integrity_failed else DataUnavailableError
+    return kind(
+        f"Could not get a verified copy of {relative}.\nSources tried:\n  - {tried}\n"
+        f"If you are offline or behind a firewall, copy the upstream files into a folder laid out "
+        f"as the upstream repository and point {MIRROR_ENV} at it, e.g.\n"
+        f"  export {MIRROR_ENV}=/path/to/example-data\n"
+        f"(several folders may be separated by '{os.pathsep}'; a relative path is resolved "
+        f"against {path_base()}, not the working directory). Downloads are cached in "
+        f"{cache_dir()} (set {CACHE_ENV} to move the cache)."
+    )
 
 
 def fetch_file(
@@ -178,7 +361,7 @@ def fetch_file(
     timeout: float = 60.0,
     backoff: float = 1.0,
 ) -> Path:
-    """A verified local copy of one manifest file entry.
+    """A verified local copy of one manifest file entry: mirror, else cache, else download.
 
     Parameters
     ----------
@@ -191,73 +374,30 @@ def fetch_file(
         Extra attempts per URL after a network failure.
     timeout : float
         Seconds before a stalled connection is given up.
+    backoff : float
+        Seconds before the first retry, doubling after each.
 
     Returns
     -------
     pathlib.Path
-        The mirror file itself, or the cached copy.
+        The mirror file itself, or the cached copy (absolute).
 
     Raises
     ------
+    DataIntegrityError
+        If no source gave a matching copy and at least one copy (mirror, cache or
+        download) was found whose size or hash did not match.
     DataUnavailableError
-        If no mirror, cache or URL gave a copy that matches the hash. The
-        message lists every source tried and what went wrong with each.
+        If no source had the file at all. Both messages list every source tried
+        (absolute paths) and what went wrong with each.
     """
-    relative = entry["path"]
-    attempts: List[str] = []
-
-    for mirror in mirror_dirs():
-        candidate = mirror / relative
-        if not candidate.is_file():
-            attempts.append(f"mirror {candidate}: not there")
-            continue
-        ok, why = _check_file(candidate, entry)
-        if ok:
-            return candidate
-        attempts.append(f"mirror {candidate}: REJECTED, {why}")
-        warnings.warn(f"Ignoring {candidate}: its content does not match the manifest ({why}).")
-
-    cached = cache_dir() / relative
-    if cached.is_file():
-        ok, why = _check_file(cached, entry)
-        if ok:
-            return cached
-        attempts.append(f"cache {cached}: REJECTED and deleted, {why}")
-        warnings.warn(f"Deleting the cached {cached}: it does not match the manifest ({why}); fetching again.")
-        cached.unlink()
-
-    for url in entry.get("urls", []):
-        for attempt in range(retries + 1):
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            handle, part_name = tempfile.mkstemp(prefix=cached.name + ".", suffix=".part", dir=cached.parent)
-            os.close(handle)
-            part = Path(part_name)
-            try:
-                _download(url, part, timeout, progress)
-            except Exception as error:  # network errors come in many types
-                part.unlink(missing_ok=True)
-                reason = str(error).splitlines()[0][:200] if str(error) else ""
-                attempts.append(f"{url} (try {attempt + 1}): {type(error).__name__}: {reason}")
-                if attempt < retries:
-                    time.sleep(backoff * (2 ** attempt))
-                continue
-            ok, why = _check_file(part, entry)
-            if ok:
-                os.replace(part, cached)
-                return cached
-            part.unlink(missing_ok=True)
-            attempts.append(f"{url}: REJECTED, downloaded content has {why}")
-            break  # the same URL would give the same wrong bytes; try the next one
-
-    tried = "\n  - ".join(attempts) if attempts else "(no mirror set, nothing cached, no URLs)"
-    raise DataUnavailableError(
-        f"Could not get a verified copy of {relative}.\nSources tried:\n  - {tried}\n"
-        f"If you are offline or behind a firewall, copy the upstream files into a folder laid out "
-        f"as the upstream repository and point {MIRROR_ENV} at it, e.g.\n"
-        f"  export {MIRROR_ENV}=/path/to/example-data\n"
-        f"(several folders may be separated by '{os.pathsep}'). Downloads are cached in {cache_dir()} "
-        f"(set {CACHE_ENV} to move the cache)."
-    )
+    attempts = _Attempts()
+    found = _from_mirrors(entry, attempts) or _from_cache(entry, attempts)
+    found = found or _download_verified(entry, attempts, progress=progress, retries=retries,
+                                        timeout=timeout, backoff=backoff)
+    if found is None:
+        raise _unavailable(entry["path"], attempts)
+    return found
 
 
 def fetch(
@@ -332,6 +472,25 @@ def _robust_rescale(volume: np.ndarray) -> np.ndarray:
     return _min_max(np.clip(volume.astype(np.float32), low, high))
 
 
+# The HDF5 files carry no affine, so their orientation was determined by looking at
+# slices rendered to PNG (scripts are not kept; repeat with matplotlib in a minute).
+# hnct/demo.h5, image[:, :, k]: the couch lies at large d2 and the spine/cord sits
+# on the couch side, so d2 runs anterior -> posterior (P); the cord (label channel
+# 1) fills slices 0-20 with lungs in slices 0-8 and the brainstem (channel 0) and
+# skull top come at slices 21-36, so d3 runs inferior -> superior (S); in the
+# chest slices 0-4 the descending aorta sits beside the spine at large d1, and the
+# aorta descends on the patient's left, so d1 runs right -> left (L). "LPS" is also
+# what a DICOM series read as (column, row, slice) gives.
+HEAD_NECK_ORIENTATION = "LPS"
+# promise12/demo2.h5, image0/image1[k]: the rectum lies at large d2 and the pubic
+# bone at small d2, so d2 runs anterior -> posterior (P); the bladder fills the
+# highest slices (28-31) and the pelvic floor the lowest, so d1 runs inferior ->
+# superior (S). Left-right cannot be read off this near-symmetric anatomy: d3 is
+# taken as L, what the MetaImage/DICOM convention gives for an array read as
+# (slice, row, column) - that is the one assumption in this code.
+PROSTATE_ORIENTATION = "SPL"
+
+
 def load_head_neck_ct(normalise: bool = True) -> Dict[str, np.ndarray]:
     """The head-and-neck CT and its two labels.
 
@@ -344,6 +503,8 @@ def load_head_neck_ct(normalise: bool = True) -> Dict[str, np.ndarray]:
         brainstem (slices 21-26, towards the head), channel 1 the spinal cord
         (slices 0-20, a thin column down the neck).
         ``label_names``: ``("brainstem", "spinal cord")``.
+        ``orientation``: ``"LPS"`` (d1 toward the patient's left, d2 posterior,
+        d3 superior).
     """
     import h5py
 
@@ -355,6 +516,7 @@ def load_head_neck_ct(normalise: bool = True) -> Dict[str, np.ndarray]:
         "image": _min_max(image) if normalise else image,
         "labels": labels,
         "label_names": ("brainstem", "spinal cord"),
+        "orientation": HEAD_NECK_ORIENTATION,
     }
 
 
@@ -370,6 +532,8 @@ def load_prostate_mr(normalise: bool = True) -> Dict[str, np.ndarray]:
         slices along d1. Each min-max rescaled to ``[0, 1]`` if ``normalise``,
         else the scanner's raw intensities.
         ``moving_label``, ``fixed_label``: ``(32, 128, 128)`` float32 in {0, 1}.
+        ``orientation``: ``"SPL"`` (d1 superior, d2 posterior, d3 toward the
+        patient's left).
     """
     import h5py
 
@@ -382,6 +546,7 @@ def load_prostate_mr(normalise: bool = True) -> Dict[str, np.ndarray]:
         "fixed_image": prepare(arrays["image1"]),
         "moving_label": arrays["label0"],
         "fixed_label": arrays["label1"],
+        "orientation": PROSTATE_ORIENTATION,
     }
 
 
@@ -400,6 +565,9 @@ class LungPairs:
         Case ids, e.g. ``"case_001"``.
     spacing : tuple of float
         Voxel size in mm along (d1, d2, d3) after any resampling.
+    orientation : str
+        What the array axes mean (nibabel convention), from the NIfTI affine:
+        ``"LPS"`` for these files (the same for the stand-in, built on the masks).
     is_standin : bool
         True when the images are the synthetic stand-in, not real CT.
     name, description : str
@@ -412,6 +580,7 @@ class LungPairs:
     fixed_labels: np.ndarray
     cases: List[str]
     spacing: Tuple[float, float, float]
+    orientation: str
     is_standin: bool
     name: str
     description: str = field(default="")
@@ -500,8 +669,12 @@ def load_lung_pairs(
     if len(target) != 3 or min(target) < 8:
         raise ValueError(f"`size` is {size}; it needs three sizes of at least 8 voxels.")
 
+    codes = set()
+
     def read(kind: str, case: str) -> np.ndarray:
-        return np.asarray(nibabel.load(str(paths[f"paired_ct_lung/{split}/{kind}/{case}.nii.gz"])).dataobj)
+        volume = nibabel.load(str(paths[f"paired_ct_lung/{split}/{kind}/{case}.nii.gz"]))
+        codes.add("".join(nibabel.aff2axcodes(volume.affine)))
+        return np.asarray(volume.dataobj)
 
     arrays = {kind: [] for kind in ("moving_images", "fixed_images", "moving_labels", "fixed_labels")}
     for case in cases:
@@ -514,6 +687,8 @@ def load_lung_pairs(
             arrays[f"{side}_images"].append(_robust_rescale(image))
             arrays[f"{side}_labels"].append(label)
     spacing = tuple(float(s * o / t) for s, o, t in zip(LUNG_SPACING, LUNG_SIZE, target))
+    if len(codes) != 1:
+        raise DataIntegrityError(f"the {split} volumes disagree on their orientation: {sorted(codes)}.")
     name = STANDIN_NAME if standin else "paired_ct_lung"
     description = (
         "STAND-IN DATA: synthetic CT-like images built from the real lung masks, NOT real CT. "
@@ -522,7 +697,7 @@ def load_lung_pairs(
     )
     return LungPairs(
         **{key: np.stack(value) for key, value in arrays.items()},
-        cases=cases, spacing=spacing, is_standin=standin, name=name, description=description,
+        cases=cases, spacing=spacing, orientation=codes.pop(), is_standin=standin, name=name, description=description,
     )
 
 

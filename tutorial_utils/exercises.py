@@ -162,7 +162,7 @@ def _check_direction(answer):
 @_exercise("2.1", "SSD from its formula", "coding", "warm-up", [
     "SSD is the mean of the squared differences, one number per batch element.",
     "Average over every axis except axis 0 (the batch).",
-    "np.mean((y_true - y_pred) ** 2, axis=tuple(range(1, y_true.ndim)))",
+    "np.mean((fixed - warped) ** 2, axis=tuple(range(1, fixed.ndim)))",
 ])
 def _check_ssd(my_ssd):
     rng = _rng(21)

@@ -1,20 +1,50 @@
 """Loss functions for registration: intensity, label and deformation.
 
-Shapes
-------
-Images and labels are ``(batch, d1, d2, d3)`` or ``(batch, d1, d2, d3, channels)``;
-``y_true`` is the fixed image (or label) and ``y_pred`` the warped moving one.
-A DDF is ``(batch, d1, d2, d3, 3)`` in voxels. Similarity and score functions
-return one value per batch element, ``(batch,)``; the two dispatchers return a
-scalar loss to minimise (the mean over the batch).
+Shapes and argument order
+-------------------------
+Images and labels are ``(batch, d1, d2, d3)`` or ``(batch, d1, d2, d3, channels)``.
+Every function comparing two of them takes ``(fixed, warped)`` positionally,
+fixed first: ``fixed`` is the fixed image (or label) and ``warped`` the moving
+one warped onto the fixed grid. A DDF is ``(batch, d1, d2, d3, 3)`` in voxels.
+Similarities, scores and penalties return one value per batch element,
+``(batch,)``.
 
-Similarities go up when images agree (NCC, LNCC, MI, Dice, Jaccard); losses go
-down (SSD, cross-entropy, bending energy, gradient norms). The dispatchers turn
-similarities into losses: ``1 - lncc`` and ``-gmi``.
+One lookup
+----------
+:func:`get_loss` returns any loss by name as a callable giving per-pair
+``(batch,)`` values *to minimise* (``"lncc"`` is ``1 - lncc``, ``"gmi"`` is
+``-MI``, ...); :data:`LOSS_NAMES` lists the names by kind. The dispatchers
+:func:`dissimilarity_fn` and :func:`local_displacement_energy` return its batch
+mean.
+
+Intensity ranges
+----------------
+SSD, NCC and LNCC take images in any units (CT in HU, MR scanner units, any
+integer or float dtype) and give their formula's value to float32 precision:
+SSD and NCC subtract one voxel's value in the input's own precision first (NCC
+also standardises, so it ignores offset and scale), and LNCC computes its
+window moments in float64. LNCC's zero padding makes it sensitive to an
+intensity offset near the borders: see :func:`lncc`. Mutual information
+(Parzen bins on ``[0, 1]``) and the label losses (probabilities in ``[0, 1]``)
+assume a range and check it: called eagerly, values outside raise a
+``ValueError`` that names the argument, the range found and the fix. Inside a
+``tf.function`` (with or without ``jit_compile``) a value cannot raise, so the
+loss of that batch element is NaN instead, which shows in the loss history.
+
+Examples
+--------
+>>> import numpy as np
+>>> fixed = np.linspace(0, 1, 4 * 6 * 6 * 6).reshape(4, 6, 6, 6) ** 2
+>>> loss = get_loss("ncc")
+>>> loss(fixed, fixed).shape
+TensorShape([4])
+>>> round(float(loss(fixed, 1000 + 3000 * fixed)[0]), 4)  # any offset and scale
+0.0
 """
 from __future__ import annotations
 
-from typing import Sequence
+import inspect
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -34,65 +64,173 @@ __all__ = [
     "gaussian_smooth",
     "bending_energy",
     "gradient_norm",
+    "get_loss",
+    "LOSS_NAMES",
     "dissimilarity_fn",
     "local_displacement_energy",
 ]
 
 EPS = 1e-5
+# values this far outside [0, 1] are accepted (rounding in interpolation and smoothing)
+_LABEL_TOLERANCE = 1e-3
+_IMAGE_TOLERANCE = 1e-2
+_TINY = 1e-20  # guards NCC's 1/std of a constant image (its centred values are exactly 0)
+_WIDE_DTYPES = (tf.float64, tf.int32, tf.int64, tf.uint32, tf.uint64)
+_MEANING = "(batch, d1, d2, d3) or (batch, d1, d2, d3, channels)"
 
 
-def _pair(y_true, y_pred, kind="image"):
-    """Check and cast a fixed/warped pair; add a channel axis if there is none."""
-    meaning = f"(batch, d1, d2, d3) or (batch, d1, d2, d3, channels) {kind}"
-    check_rank(y_true, "y_true", [4, 5], meaning)
-    check_rank(y_pred, "y_pred", [4, 5], meaning)
-    check_same_shape(y_true, y_pred, "y_true", "y_pred")
-    y_true = _as_float32(y_true, "y_true")
-    y_pred = _as_float32(y_pred, "y_pred")
-    if y_true.shape.rank == 4:
-        y_true, y_pred = y_true[..., None], y_pred[..., None]
-    return y_true, y_pred
+def _as_numeric(value, name):
+    tensor = tf.convert_to_tensor(value)
+    if not (tensor.dtype.is_floating or tensor.dtype.is_integer or tensor.dtype == tf.bool):
+        raise ValueError(f"`{name}` has dtype {tensor.dtype.name}; it needs a numeric dtype.")
+    return tensor
+
+
+def _pair(fixed, warped, kind="image"):
+    """Check a fixed/warped pair; keep their dtypes; add a channel axis if there is none."""
+    check_rank(fixed, "fixed", [4, 5], f"{_MEANING} {kind}")
+    check_rank(warped, "warped", [4, 5], f"{_MEANING} {kind}")
+    check_same_shape(fixed, warped, "fixed", "warped")
+    fixed, warped = _as_numeric(fixed, "fixed"), _as_numeric(warped, "warped")
+    if fixed.shape.rank == 4:
+        fixed, warped = fixed[..., None], warped[..., None]
+    return fixed, warped
+
+
+def _minus(volume, reference) -> tf.Tensor:
+    """``volume - reference`` as float32, subtracted in float64 for wide dtypes.
+
+    ``reference`` is one voxel's value per batch element and channel: removing it
+    before the cast keeps the texture of images with a large offset (1000 + x in
+    float64 would lose x's last 4 digits in float32); a constant image becomes
+    exactly 0.
+    """
+    wide = volume.dtype in _WIDE_DTYPES or reference.dtype in _WIDE_DTYPES
+    work = tf.float64 if wide else tf.float32
+    return tf.cast(tf.cast(volume, work) - tf.cast(reference, work), tf.float32)
+
+
+def _first_voxel(volume) -> tf.Tensor:
+    return tf.stop_gradient(volume[:, :1, :1, :1, :])
+
+
+def _range_ok(volume, name, what, tolerance, fix):
+    """Check that ``volume`` lies in ``[0, 1]`` (up to ``tolerance``).
+
+    Eagerly, raise a ``ValueError`` if not and return ``None``. Inside a graph
+    (``tf.function``, XLA), where a value cannot raise, return a ``(batch,)``
+    boolean tensor, True where the batch element is in range (NaN is not).
+    """
+    values = tf.cast(volume, tf.float32)
+    axes = list(range(1, values.shape.rank))
+    lowest = tf.reduce_min(values, axis=axes)
+    highest = tf.reduce_max(values, axis=axes)
+    inside = (lowest >= -tolerance) & (highest <= 1.0 + tolerance)
+    if not tf.executing_eagerly():
+        return inside
+    if not bool(tf.reduce_all(inside)):
+        low, high = float(tf.reduce_min(lowest)) + 0.0, float(tf.reduce_max(highest)) + 0.0
+        found = f"[{low:.6g}, {high:.6g}]"
+        raise ValueError(
+            f"`{name}` has values in {found}, but {what} needs values in [0, 1]; {fix}"
+        )
+    return None
+
+
+_LABEL_FIX = (
+    "a label is a probability of being inside the structure: divide a 0/255 mask by "
+    "255, or pick one structure of a label map with (label == k)."
+)
+_IMAGE_FIX = (
+    "rescale the image first, e.g. (x - x.min()) / (x.max() - x.min()), or clip CT to an "
+    "intensity window (e.g. [-200, 300] HU) and rescale that window to [0, 1]."
+)
+
+
+def _check_labels(fixed, warped, what):
+    """Range checks of a label pair (see :func:`_range_ok`); returns the graph flags."""
+    return [
+        _range_ok(fixed, "fixed", what, _LABEL_TOLERANCE, _LABEL_FIX),
+        _range_ok(warped, "warped", what, _LABEL_TOLERANCE, _LABEL_FIX),
+    ]
+
+
+def _guard(value, flags):
+    """NaN for the batch elements whose graph-mode range flag is False."""
+    flags = [flag for flag in flags if flag is not None]
+    if not flags:
+        return value
+    inside = tf.reduce_all(tf.stack(flags), axis=0)
+    return tf.where(inside, value, tf.constant(np.nan, value.dtype))
 
 
 # --------------------------------------------------------------------------
 # intensity
 # --------------------------------------------------------------------------
-def ssd(y_true, y_pred) -> tf.Tensor:
+def ssd(fixed, warped) -> tf.Tensor:
     r"""Mean of squared differences.
 
-    .. math:: \mathrm{SSD} = \frac{1}{N}\sum_{v} (y_\mathrm{true}(v) - y_\mathrm{pred}(v))^2
+    .. math:: \mathrm{SSD} = \frac{1}{N}\sum_{v} (f(v) - w(v))^2
 
-    over the ``N`` voxels and channels of each batch element.
+    over the ``N`` voxels and channels of each batch element, for ``fixed``
+    :math:`f` and ``warped`` :math:`w` in the same (any) intensity units.
 
     Returns ``(batch,)``; 0 for identical images.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fixed = np.zeros((1, 2, 2, 2)); warped = np.full((1, 2, 2, 2), 3.0)
+    >>> float(ssd(fixed, warped)[0])
+    9.0
     """
-    y_true, y_pred = _pair(y_true, y_pred)
-    return tf.reduce_mean(tf.square(y_true - y_pred), axis=[1, 2, 3, 4])
+    fixed, warped = _pair(fixed, warped)
+    reference = _first_voxel(fixed)  # SSD is unchanged by a shift common to both
+    difference = _minus(fixed, reference) - _minus(warped, reference)
+    return tf.reduce_mean(tf.square(difference), axis=[1, 2, 3, 4])
 
 
-def global_ncc(y_true, y_pred, eps: float = EPS) -> tf.Tensor:
+def global_ncc(fixed, warped, eps: float = EPS) -> tf.Tensor:
     r"""Global normalised cross-correlation.
 
-    .. math:: \mathrm{NCC} = \frac{\sum_v (t_v - \bar t)(p_v - \bar p)}
-              {\sqrt{\sum_v (t_v - \bar t)^2 \sum_v (p_v - \bar p)^2} + \epsilon}
+    .. math:: \mathrm{NCC} = \frac{\sum_v (f_v - \bar f)(w_v - \bar w)}
+              {\sqrt{\sum_v (f_v - \bar f)^2 \sum_v (w_v - \bar w)^2} + \epsilon}
 
-    over all voxels and channels of each batch element. Returns ``(batch,)`` in
-    ``[-1, 1]``; 1 for images that are equal up to a positive linear intensity
-    change, about 0 for a constant image (no division by zero).
+    over all voxels and channels of each batch element (Hill et al. 2001,
+    Phys. Med. Biol. 46:R1). Returns ``(batch,)`` in ``[-1, 1]``; 1 for images
+    that are equal up to a positive linear intensity change, 0 for a constant
+    image (no division by zero). Each image is standardised first (shifted by
+    one of its voxel values in its own precision, so a large offset such as CT's
+    HU costs no accuracy, then centred and divided by its standard deviation), so
+    ``eps`` is relative and the value does not depend on intensity offset or
+    scale.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fixed = np.arange(27.0).reshape(1, 3, 3, 3)
+    >>> round(float(global_ncc(fixed, -2 * fixed + 1000)[0]), 4)
+    -1.0
     """
-    y_true, y_pred = _pair(y_true, y_pred)
+    fixed, warped = _pair(fixed, warped)
     axes = [1, 2, 3, 4]
-    true_centred = y_true - tf.reduce_mean(y_true, axis=axes, keepdims=True)
-    pred_centred = y_pred - tf.reduce_mean(y_pred, axis=axes, keepdims=True)
-    cross = tf.reduce_sum(true_centred * pred_centred, axis=axes)
-    norms = tf.reduce_sum(tf.square(true_centred), axis=axes) * tf.reduce_sum(
-        tf.square(pred_centred), axis=axes
+
+    def centred(volume):
+        volume = _minus(volume, _first_voxel(volume))
+        volume = volume - tf.reduce_mean(volume, axis=axes, keepdims=True)
+        variance = tf.reduce_mean(tf.square(volume), axis=axes, keepdims=True)
+        return volume * tf.math.rsqrt(variance + _TINY)
+
+    fixed_centred, warped_centred = centred(fixed), centred(warped)
+    cross = tf.reduce_sum(fixed_centred * warped_centred, axis=axes)
+    norms = tf.reduce_sum(tf.square(fixed_centred), axis=axes) * tf.reduce_sum(
+        tf.square(warped_centred), axis=axes
     )
     return cross / (tf.sqrt(norms + eps * eps) + eps)
 
 
 def _window_kernel(window_size: int, kernel_type: str) -> np.ndarray:
-    """1-D window weights that sum to 1 (rectangular, triangular or Gaussian)."""
+    """1-D window weights that sum to 1 in float64 (rectangular, triangular or Gaussian)."""
     if window_size < 1 or window_size % 2 == 0:
         raise ValueError(f"`window_size` is {window_size}; it needs to be a positive odd number.")
     if kernel_type == "rectangular":
@@ -108,7 +246,9 @@ def _window_kernel(window_size: int, kernel_type: str) -> np.ndarray:
         raise ValueError(
             f"`kernel_type` is {kernel_type!r}; it needs to be 'rectangular', 'triangular' or 'gaussian'."
         )
-    return (weights / weights.sum()).astype(np.float32)
+    # float64: in float32, 9 weights of 1/9 do not sum to 1 exactly, and a constant
+    # window of 1000 would then show a variance of about 0.03
+    return weights / weights.sum()
 
 
 # Kernels up to this many taps are applied as a weighted sum of shifted slices,
@@ -118,27 +258,34 @@ def _window_kernel(window_size: int, kernel_type: str) -> np.ndarray:
 _MAX_TAPS_AS_SLICES = 15
 
 
+def _shifted_copies(volumes, axis, taps):
+    """The ``taps`` shifted copies of ``volumes`` along ``axis`` (zero padded):
+    copy ``i`` at voxel ``x`` holds the value at ``x + i - taps // 2``."""
+    half = taps // 2
+    paddings = [[0, 0]] * 5
+    paddings[axis] = [half, half]
+    padded = tf.pad(volumes, paddings)
+    length = tf.shape(volumes)[axis]
+    copies = []
+    for offset in range(taps):
+        begin = [0, 0, 0, 0, 0]
+        begin[axis] = offset
+        extent = [-1, -1, -1, -1, -1]
+        extent[axis] = length
+        copies.append(tf.slice(padded, begin, extent))
+    return copies
+
+
 def _shifted_sum(volumes, kernel_1d):
     """Sum of weighted shifted copies: the separable correlation itself."""
-    half = len(kernel_1d) // 2
     uniform = bool(np.all(kernel_1d == kernel_1d[0]))
     out = volumes
     for axis in (1, 2, 3):
-        paddings = [[0, 0]] * 5
-        paddings[axis] = [half, half]
-        padded = tf.pad(out, paddings)
-        length = tf.shape(out)[axis]
-        taps = []
-        for offset, weight in enumerate(kernel_1d):
-            begin = [0, 0, 0, 0, 0]
-            begin[axis] = offset
-            extent = [-1, -1, -1, -1, -1]
-            extent[axis] = length
-            shifted = tf.slice(padded, begin, extent)
-            taps.append(shifted if uniform else float(weight) * shifted)
-        out = tf.add_n(taps)
+        copies = _shifted_copies(out, axis, len(kernel_1d))
         if uniform:
-            out = out * float(kernel_1d[0])
+            out = tf.add_n(copies) * float(kernel_1d[0])
+        else:
+            out = tf.add_n([float(w) * c for w, c in zip(kernel_1d, copies)])
     return out
 
 
@@ -152,7 +299,7 @@ def _separable_filter(volumes, kernel_1d) -> tf.Tensor:
     batch_channels = tf.transpose(volumes, [0, 4, 1, 2, 3])
     spatial = tf.shape(batch_channels)[2:]
     flat = tf.reshape(batch_channels, tf.concat([[-1], spatial, [1]], axis=0))
-    kernel = tf.constant(kernel_1d, dtype=tf.float32)
+    kernel = tf.constant(kernel_1d, dtype=volumes.dtype)
     for axis in range(3):
         shape = [1, 1, 1, 1, 1]
         shape[axis] = size
@@ -161,74 +308,139 @@ def _separable_filter(volumes, kernel_1d) -> tf.Tensor:
     return tf.transpose(out, [0, 2, 3, 4, 1])
 
 
+def _local_moments(fixed, warped, kernel_1d):
+    """Window means, variances and covariance of two volumes, in float64.
+
+    Windows are ``k(x) k(y) k(z)`` with zero padding, as in the formula of
+    :func:`lncc`. The moments are ``E[xy] - E[x] E[y]``: in float32 that
+    cancellation made windows of a constant region (air at exactly -1000 HU)
+    report rounding noise as texture, and the loss reached 4e7; in float64 about
+    1e-16 of it is left, far below ``eps``. (A float32 two-pass form, pooling
+    lines and planes with the law of total variance, was exact too but 30 times
+    slower under XLA.)
+
+    Returns ``(mean_f, mean_w, var_f, var_w, cov)``, float64, shaped like ``fixed``.
+    """
+    kernel = np.asarray(kernel_1d, np.float64)
+    fixed, warped = tf.cast(fixed, tf.float64), tf.cast(warped, tf.float64)
+    # The maps are stacked along the batch axis (not channels), so every shifted
+    # slice in the filter moves contiguous memory; the fixed image's two maps are
+    # filtered apart from the three that depend on ``warped``, so that the
+    # backward pass only filters those three.
+    fixed_maps = _separable_filter(tf.concat([fixed, fixed * fixed], axis=0), kernel)
+    warped_maps = _separable_filter(
+        tf.concat([warped, warped * warped, fixed * warped], axis=0), kernel
+    )
+    mean_f, mean_ff = tf.split(fixed_maps, 2, axis=0)
+    mean_w, mean_ww, mean_fw = tf.split(warped_maps, 3, axis=0)
+    var_f = tf.maximum(mean_ff - mean_f * mean_f, 0.0)
+    var_w = tf.maximum(mean_ww - mean_w * mean_w, 0.0)
+    return mean_f, mean_w, var_f, var_w, mean_fw - mean_f * mean_w
+
+
 def lncc(
-    y_true, y_pred, window_size: int = 9, kernel_type: str = "rectangular", eps: float = EPS
+    fixed, warped, window_size: int = 9, kernel_type: str = "rectangular", eps: float = EPS
 ) -> tf.Tensor:
     r"""Local normalised cross-correlation, averaged over voxels.
 
     With window weights :math:`w` (summing to 1) centred on voxel :math:`v`,
-    local means :math:`\mu_t = w * t`, :math:`\mu_p = w * p`, and
+    local means :math:`\mu_f = w * f`, :math:`\mu_w = w * \tilde w`, and
     :math:`n` = ``window_size**3`` the window's voxel count,
 
     .. math::
-        c_v = n\,(w * (t p) - \mu_t \mu_p),\quad
-        s^t_v = n\,(w * t^2 - \mu_t^2),\quad
-        s^p_v = n\,(w * p^2 - \mu_p^2),\quad
-        \mathrm{LNCC} = \frac{1}{N}\sum_v \frac{c_v^2}{s^t_v s^p_v + \epsilon}
+        c_v = n\,(w * (f \tilde w) - \mu_f \mu_w),\quad
+        s^f_v = n\,(w * f^2 - \mu_f^2),\quad
+        s^w_v = n\,(w * \tilde w^2 - \mu_w^2),\quad
+        \mathrm{LNCC} = \frac{1}{N}\sum_v \frac{c_v^2}{s^f_v s^w_v + \epsilon}
 
-    (the squared local correlation; ``*`` is correlation with zero padding).
+    for ``fixed`` :math:`f` and ``warped`` :math:`\tilde w` (the squared local
+    correlation of Avants et al. 2008, Med. Image Anal. 12:26-41, as in
+    DeepReg); ``*`` is correlation with **zero padding**. The window moments are
+    computed in float64 from the inputs' own values (see ``_local_moments``), so
+    the value is the formula's to float32 precision for any units and dtype.
     Returns ``(batch,)`` in ``[0, 1]``: 1 for identical textured images, 0 where
-    either window is constant, and finite (with finite gradients) everywhere.
+    both windows are constant, and finite (with finite gradients) everywhere.
+
+    Intensity units: a common scale of either image does not change the value
+    (beyond ``eps``, negligible unless the image's local contrast is below about
+    1e-3), but an *offset* does near the borders, because the zero padding is an
+    edge there unless the background is 0. So give images whose background is
+    about 0: rescaled to ``[0, 1]``, MR as acquired, CT as ``HU + 1000`` or
+    rescaled. (A constant image of 1000 against a textured one gives 0.875 on
+    ``16**3`` voxels: the 7/8 of voxels whose window reaches the padding.)
 
     Parameters
     ----------
+    fixed, warped : tensor
+        ``(batch, d1, d2, d3)`` or ``(batch, d1, d2, d3, channels)``.
     window_size : int
         Odd window width in voxels (9 in the nonrigid chapter).
     kernel_type : {"rectangular", "triangular", "gaussian"}
         Shape of the window weights.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> texture = np.sin(np.arange(8.0))[:, None, None] * np.cos(np.arange(8.0))
+    >>> fixed = np.broadcast_to(texture, (8, 8, 8))[None]
+    >>> round(float(lncc(fixed, 3000 * fixed)[0]), 4)
+    1.0
+    >>> float(lncc(np.zeros((1, 8, 8, 8)), fixed)[0])  # nothing to correlate
+    0.0
     """
-    y_true, y_pred = _pair(y_true, y_pred)
+    fixed, warped = _pair(fixed, warped)
     kernel = _window_kernel(int(window_size), kernel_type)
     n = float(window_size) ** 3
-    # The maps are stacked along the batch axis (not channels), so every shifted
-    # slice in the filter moves contiguous memory; the fixed image's two maps are
-    # filtered apart from the three that depend on y_pred, so that the backward
-    # pass only filters those three.
-    fixed_maps = _separable_filter(tf.concat([y_true, y_true * y_true], axis=0), kernel)
-    moving_maps = _separable_filter(
-        tf.concat([y_pred, y_pred * y_pred, y_true * y_pred], axis=0), kernel
-    )
-    mean_t, mean_tt = tf.split(fixed_maps, 2, axis=0)
-    mean_p, mean_pp, mean_tp = tf.split(moving_maps, 3, axis=0)
-    cross = n * (mean_tp - mean_t * mean_p)
-    var_t = tf.maximum(n * (mean_tt - mean_t * mean_t), 0.0)
-    var_p = tf.maximum(n * (mean_pp - mean_p * mean_p), 0.0)
-    local = cross * cross / (var_t * var_p + eps)
-    return tf.reduce_mean(local, axis=[1, 2, 3, 4])
+    _, _, var_f, var_w, cov = _local_moments(fixed, warped, kernel)
+    cross = n * cov
+    local = cross * cross / ((n * var_f) * (n * var_w) + eps)
+    return tf.cast(tf.reduce_mean(local, axis=[1, 2, 3, 4]), tf.float32)
 
 
 def global_mutual_information(
-    y_true, y_pred, num_bins: int = 23, sigma_ratio: float = 0.5, eps: float = EPS
+    fixed, warped, num_bins: int = 23, sigma_ratio: float = 0.5, eps: float = EPS
 ) -> tf.Tensor:
     r"""Global mutual information with Gaussian Parzen windowing.
 
-    Intensities are expected in ``[0, 1]`` (normalise first). Bin centres
-    :math:`b_k` are ``num_bins`` evenly spaced points in ``[0, 1]``; each voxel
-    contributes the soft membership :math:`W_k(x) \propto \exp(-(x-b_k)^2 / 2\sigma^2)`,
+    Intensities must be in ``[0, 1]``: the bins cover that range, and an image in
+    HU would fall in one bin and give an MI of about 0 with zero gradient, so
+    other ranges raise a ``ValueError`` (NaN inside a ``tf.function``; see the
+    module notes). Bin centres :math:`b_k` are ``num_bins`` evenly spaced points
+    in ``[0, 1]``; each voxel contributes the soft membership
+    :math:`W_k(x) \propto \exp(-(x-b_k)^2 / 2\sigma^2)`,
     :math:`\sigma` = ``sigma_ratio`` times the bin spacing, normalised over
     :math:`k`. Then
 
     .. math::
-        p_{kl} = \frac{1}{N}\sum_v W_k(t_v) W_l(p_v),\quad
+        p_{kl} = \frac{1}{N}\sum_v W_k(f_v) W_l(w_v),\quad
         \mathrm{MI} = \sum_{k,l} p_{kl}\,\log\frac{p_{kl} + \epsilon}{p_k\,p_l + \epsilon}
 
-    with marginals :math:`p_k = \sum_l p_{kl}`. Returns ``(batch,)`` in nats:
-    0 when either image is constant, larger when one image predicts the other.
+    with marginals :math:`p_k = \sum_l p_{kl}` (Mattes et al. 2003, IEEE TMI
+    22:120-128). Returns ``(batch,)`` in nats: 0 when either image is constant,
+    larger when one image predicts the other.
+
+    Raises
+    ------
+    ValueError
+        If either image has values outside ``[0, 1]`` (beyond 0.01), when eager.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fixed = np.linspace(0, 1, 64).reshape(1, 4, 4, 4)
+    >>> float(global_mutual_information(fixed, fixed)[0]) > 2.0
+    True
     """
-    y_true, y_pred = _pair(y_true, y_pred)
+    fixed, warped = _pair(fixed, warped)
     if num_bins < 2:
         raise ValueError(f"`num_bins` is {num_bins}; it needs to be at least 2.")
-    batch = tf.shape(y_true)[0]
+    what = "global_mutual_information (its Parzen bins cover [0, 1])"
+    flags = [
+        _range_ok(fixed, "fixed", what, _IMAGE_TOLERANCE, _IMAGE_FIX),
+        _range_ok(warped, "warped", what, _IMAGE_TOLERANCE, _IMAGE_FIX),
+    ]
+    fixed, warped = _as_float32(fixed, "fixed"), _as_float32(warped, "warped")
+    batch = tf.shape(fixed)[0]
     centres = tf.linspace(0.0, 1.0, num_bins)
     sigma = sigma_ratio / (num_bins - 1)
 
@@ -237,67 +449,106 @@ def global_mutual_information(
         weights = tf.exp(-0.5 * tf.square((flat - centres) / sigma))
         return weights / (tf.reduce_sum(weights, axis=-1, keepdims=True) + eps)
 
-    w_true = membership(y_true)  # (batch, N, bins)
-    w_pred = membership(y_pred)
-    voxels = tf.cast(tf.shape(w_true)[1], tf.float32)
-    joint = tf.einsum("bnk,bnl->bkl", w_true, w_pred) / voxels
-    p_true = tf.reduce_sum(joint, axis=2, keepdims=True)
-    p_pred = tf.reduce_sum(joint, axis=1, keepdims=True)
-    ratio = (joint + eps) / (p_true * p_pred + eps)
-    return tf.reduce_sum(joint * tf.math.log(ratio), axis=[1, 2])
+    w_fixed = membership(fixed)  # (batch, N, bins)
+    w_warped = membership(warped)
+    voxels = tf.cast(tf.shape(w_fixed)[1], tf.float32)
+    joint = tf.einsum("bnk,bnl->bkl", w_fixed, w_warped) / voxels
+    p_fixed = tf.reduce_sum(joint, axis=2, keepdims=True)
+    p_warped = tf.reduce_sum(joint, axis=1, keepdims=True)
+    ratio = (joint + eps) / (p_fixed * p_warped + eps)
+    return _guard(tf.reduce_sum(joint * tf.math.log(ratio), axis=[1, 2]), flags)
 
 
 # --------------------------------------------------------------------------
 # labels
 # --------------------------------------------------------------------------
-def dice_score(y_true, y_pred, squared: bool = False, eps: float = EPS) -> tf.Tensor:
+def dice_score(fixed, warped, squared: bool = False, eps: float = EPS) -> tf.Tensor:
     r"""Soft Dice score.
 
-    .. math:: \mathrm{Dice} = \frac{2 \sum_v t_v p_v + \epsilon}{\sum_v t_v + \sum_v p_v + \epsilon}
+    .. math:: \mathrm{Dice} = \frac{2 \sum_v f_v w_v + \epsilon}{\sum_v f_v + \sum_v w_v + \epsilon}
 
     over all voxels (and channels) of each batch element; labels are
-    probabilities in ``[0, 1]``. With ``squared=True`` the denominator is
-    :math:`\sum_v t_v^2 + \sum_v p_v^2` instead: identical for binary labels, but
+    probabilities in ``[0, 1]`` (checked: see the module notes). With
+    ``squared=True`` the denominator is :math:`\sum_v f_v^2 + \sum_v w_v^2`
+    instead (Milletari et al. 2016, V-Net): identical for binary labels, but
     for soft (e.g. smoothed) labels it still gives exactly 1 for a label with
     itself, which is why the multi-scale loss uses it.
     Returns ``(batch,)``: 1 for a label with itself, about 0 for disjoint labels.
+
+    Raises
+    ------
+    ValueError
+        If either label has values outside ``[0, 1]``, when eager.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fixed = np.zeros((1, 4, 4, 4)); fixed[:, :2] = 1
+    >>> warped = np.zeros((1, 4, 4, 4)); warped[:, 1:3] = 1
+    >>> round(float(dice_score(fixed, warped)[0]), 4)
+    0.5
     """
-    y_true, y_pred = _pair(y_true, y_pred, "label")
+    fixed, warped = _pair(fixed, warped, "label")
+    flags = _check_labels(fixed, warped, "dice_score")
+    fixed, warped = _as_float32(fixed, "fixed"), _as_float32(warped, "warped")
     axes = [1, 2, 3, 4]
-    overlap = tf.reduce_sum(y_true * y_pred, axis=axes)
+    overlap = tf.reduce_sum(fixed * warped, axis=axes)
     if squared:
-        total = tf.reduce_sum(tf.square(y_true), axis=axes) + tf.reduce_sum(tf.square(y_pred), axis=axes)
+        total = tf.reduce_sum(tf.square(fixed), axis=axes) + tf.reduce_sum(
+            tf.square(warped), axis=axes
+        )
     else:
-        total = tf.reduce_sum(y_true, axis=axes) + tf.reduce_sum(y_pred, axis=axes)
-    return (2.0 * overlap + eps) / (total + eps)
+        total = tf.reduce_sum(fixed, axis=axes) + tf.reduce_sum(warped, axis=axes)
+    return _guard((2.0 * overlap + eps) / (total + eps), flags)
 
 
-def jaccard_index(y_true, y_pred, eps: float = EPS) -> tf.Tensor:
+def jaccard_index(fixed, warped, eps: float = EPS) -> tf.Tensor:
     r"""Soft Jaccard index (intersection over union).
 
-    .. math:: J = \frac{\sum_v t_v p_v + \epsilon}{\sum_v t_v + \sum_v p_v - \sum_v t_v p_v + \epsilon}
+    .. math:: J = \frac{\sum_v f_v w_v + \epsilon}{\sum_v f_v + \sum_v w_v - \sum_v f_v w_v + \epsilon}
 
+    Labels are probabilities in ``[0, 1]`` (checked, as in :func:`dice_score`).
     Returns ``(batch,)``; related to Dice by :math:`J = D / (2 - D)` for binary labels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fixed = np.zeros((1, 4, 4, 4)); fixed[:, :2] = 1
+    >>> warped = np.zeros((1, 4, 4, 4)); warped[:, 1:3] = 1
+    >>> round(float(jaccard_index(fixed, warped)[0]), 4)
+    0.3333
     """
-    y_true, y_pred = _pair(y_true, y_pred, "label")
+    fixed, warped = _pair(fixed, warped, "label")
+    flags = _check_labels(fixed, warped, "jaccard_index")
+    fixed, warped = _as_float32(fixed, "fixed"), _as_float32(warped, "warped")
     axes = [1, 2, 3, 4]
-    overlap = tf.reduce_sum(y_true * y_pred, axis=axes)
-    union = tf.reduce_sum(y_true, axis=axes) + tf.reduce_sum(y_pred, axis=axes) - overlap
-    return (overlap + eps) / (union + eps)
+    overlap = tf.reduce_sum(fixed * warped, axis=axes)
+    union = tf.reduce_sum(fixed, axis=axes) + tf.reduce_sum(warped, axis=axes) - overlap
+    return _guard((overlap + eps) / (union + eps), flags)
 
 
-def cross_entropy(y_true, y_pred, eps: float = 1e-7) -> tf.Tensor:
-    r"""Mean binary cross-entropy of a predicted label against the true one.
+def cross_entropy(fixed, warped, eps: float = 1e-7) -> tf.Tensor:
+    r"""Mean binary cross-entropy of the warped label against the fixed one.
 
-    .. math:: \mathrm{CE} = -\frac{1}{N}\sum_v \big(t_v \log p_v + (1 - t_v)\log(1 - p_v)\big)
+    .. math:: \mathrm{CE} = -\frac{1}{N}\sum_v \big(f_v \log w_v + (1 - f_v)\log(1 - w_v)\big)
 
-    with :math:`p_v` clipped to ``[eps, 1 - eps]``. Returns ``(batch,)``, in nats;
-    0 for a binary label with itself.
+    with :math:`w_v` clipped to ``[eps, 1 - eps]``. Labels are probabilities in
+    ``[0, 1]`` (checked, as in :func:`dice_score`). Returns ``(batch,)``, in
+    nats; 0 for a binary label with itself.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fixed = np.ones((1, 2, 2, 2))
+    >>> round(float(cross_entropy(fixed, np.full((1, 2, 2, 2), 0.5))[0]), 4)  # log 2
+    0.6931
     """
-    y_true, y_pred = _pair(y_true, y_pred, "label")
-    y_pred = tf.clip_by_value(y_pred, eps, 1.0 - eps)
-    loss = -(y_true * tf.math.log(y_pred) + (1.0 - y_true) * tf.math.log(1.0 - y_pred))
-    return tf.reduce_mean(loss, axis=[1, 2, 3, 4])
+    fixed, warped = _pair(fixed, warped, "label")
+    flags = _check_labels(fixed, warped, "cross_entropy")
+    fixed, warped = _as_float32(fixed, "fixed"), _as_float32(warped, "warped")
+    warped = tf.clip_by_value(warped, eps, 1.0 - eps)
+    loss = -(fixed * tf.math.log(warped) + (1.0 - fixed) * tf.math.log(1.0 - warped))
+    return _guard(tf.reduce_mean(loss, axis=[1, 2, 3, 4]), flags)
 
 
 def _gaussian_kernel_1d(sigma: float) -> np.ndarray:
@@ -323,8 +574,15 @@ def gaussian_smooth(volume, sigma: float) -> tf.Tensor:
     Returns
     -------
     tf.Tensor, same shape as ``volume``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> spike = np.zeros((1, 9, 9, 9)); spike[0, 4, 4, 4] = 1
+    >>> round(float(tf.reduce_sum(gaussian_smooth(spike, 1.0))), 4)  # mass is kept
+    1.0
     """
-    check_rank(volume, "volume", [4, 5], "(batch, d1, d2, d3) or (batch, d1, d2, d3, channels)")
+    check_rank(volume, "volume", [4, 5], _MEANING)
     volume = _as_float32(volume, "volume")
     if sigma < 0:
         raise ValueError(f"`sigma` is {sigma}; it needs to be 0 or more (voxels).")
@@ -336,48 +594,53 @@ def gaussian_smooth(volume, sigma: float) -> tf.Tensor:
     return smoothed if had_channels else smoothed[..., 0]
 
 
-_LABEL_LOSSES = {
-    "dice": lambda t, p: 1.0 - dice_score(t, p, squared=True),
-    "jaccard": lambda t, p: 1.0 - jaccard_index(t, p),
-    "cross-entropy": cross_entropy,
-}
+_MULTI_SCALE_LOSSES = ("dice", "jaccard", "cross-entropy")
 
 
 def multi_scale_loss(
-    y_true, y_pred, loss_type: str = "dice", scales: Sequence[float] = (0, 1, 2, 4, 8, 16)
+    fixed, warped, loss_type: str = "dice", scales: Sequence[float] = (0, 1, 2, 4, 8, 16)
 ) -> tf.Tensor:
     """Label loss averaged over Gaussian-smoothed copies of both labels.
 
     Smoothing spreads a label's boundary, so misaligned labels that do not
     overlap at all still give a useful gradient: the usual loss for
-    label-driven (weakly supervised) registration.
+    label-driven (weakly supervised) registration (Hu et al. 2018, Med. Image
+    Anal. 49:1-13).
 
     Parameters
     ----------
-    y_true, y_pred : tensor
+    fixed, warped : tensor
         ``(batch, d1, d2, d3)`` or ``(batch, d1, d2, d3, channels)`` labels in ``[0, 1]``.
     loss_type : {"dice", "jaccard", "cross-entropy"}
-        ``dice`` uses ``1 - dice_score(squared=True)``, which stays 0 for a
-        smoothed label with itself; ``jaccard`` uses ``1 - jaccard_index``.
+        The label loss of :func:`get_loss` applied at each scale; ``dice`` uses
+        ``squared=True``, which stays 0 for a smoothed label with itself.
     scales : sequence of float
         Gaussian standard deviations in voxels; 0 means unsmoothed.
 
     Returns
     -------
-    tf.Tensor ``(batch,)``.
+    tf.Tensor ``(batch,)``, to minimise.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> label = np.zeros((1, 8, 8, 8)); label[:, 2:6, 2:6, 2:6] = 1
+    >>> round(float(multi_scale_loss(label, label, "dice", scales=(0, 1))[0]), 4)
+    0.0
     """
-    if loss_type not in _LABEL_LOSSES:
+    if loss_type not in _MULTI_SCALE_LOSSES:
         raise ValueError(
-            f"`loss_type` is {loss_type!r}; known label losses: {sorted(_LABEL_LOSSES)}."
+            f"`loss_type` is {loss_type!r}; known label losses: {list(_MULTI_SCALE_LOSSES)}."
         )
     if len(scales) == 0:
         raise ValueError("`scales` is empty; give at least one scale (0 for no smoothing).")
-    y_true, y_pred = _pair(y_true, y_pred, "label")
-    losses = [
-        _LABEL_LOSSES[loss_type](gaussian_smooth(y_true, s), gaussian_smooth(y_pred, s))
-        for s in scales
+    fixed, warped = _pair(fixed, warped, "label")
+    flags = _check_labels(fixed, warped, "multi_scale_loss")
+    label_loss = get_loss(loss_type, **({"squared": True} if loss_type == "dice" else {}))
+    terms = [
+        label_loss(gaussian_smooth(fixed, s), gaussian_smooth(warped, s)) for s in scales
     ]
-    return tf.add_n(losses) / float(len(losses))
+    return _guard(tf.add_n(terms) / float(len(terms)), flags)
 
 
 # --------------------------------------------------------------------------
@@ -405,21 +668,25 @@ def _central_differences(field):
     return d_1, d_2, d_3
 
 
-def _odd_extension(field, width: int):
-    """Extend ``(batch, d1, d2, d3, c)`` by ``width`` voxels on each side of each spatial
-    axis by odd reflection, ``f[-k] = 2 f[0] - f[k]`` (``numpy.pad(mode="reflect",
-    reflect_type="odd")``): a linear extrapolation, exact for affine fields."""
+def _quadratic_extension(field, width: int):
+    """Extend ``(batch, d1, d2, d3, c)`` by ``width`` (1 or 2) voxels beyond each side of
+    each spatial axis with the parabola through the 3 outer voxels:
+    ``f[-1] = 3 f0 - 3 f1 + f2``, ``f[-2] = 6 f0 - 8 f1 + 3 f2`` (exact for fields up
+    to quadratic). Central differences at the outer voxel then equal
+    ``numpy.gradient(..., edge_order=2)``'s one-sided ones."""
+    weights = ((3.0, -3.0, 1.0), (6.0, -8.0, 3.0))[:width]
     for axis in (1, 2, 3):
         size = field.shape[axis]
 
-        def part(start, stop, field=field, axis=axis):
-            index = [slice(None)] * 5
-            index[axis] = slice(start, stop)
-            return field[tuple(index)]
+        def at(index, field=field, axis=axis):
+            where = [slice(None)] * 5
+            where[axis] = slice(index, index + 1)
+            return field[tuple(where)]
 
-        low = 2.0 * part(0, 1) - tf.reverse(part(1, width + 1), [axis])
-        high = 2.0 * part(size - 1, size) - tf.reverse(part(size - 1 - width, size - 1), [axis])
-        field = tf.concat([low, field, high], axis=axis)
+        low = [w0 * at(0) + w1 * at(1) + w2 * at(2) for w0, w1, w2 in weights]
+        high = [w0 * at(size - 1) + w1 * at(size - 2) + w2 * at(size - 3)
+                for w0, w1, w2 in weights]
+        field = tf.concat(low[::-1] + [field] + high, axis=axis)
     return field
 
 
@@ -442,14 +709,15 @@ def bending_energy(ddf, include_border: bool = False) -> tf.Tensor:
         ``False`` (default, the original toolkit's): central differences on the
         interior only, so the mean runs over the ``(d-4)^3`` voxels at least 2
         from every border, and the outer voxels are not penalised at all.
-        ``True``: the field is first extended by 2 voxels beyond each border by
-        odd reflection (``numpy.pad(..., mode="reflect", reflect_type="odd")``,
-        a linear extrapolation, exact for affine fields), so the same formula
-        is evaluated at every voxel and the mean runs over all ``d1 d2 d3``
-        voxels: the border, where unpenalised fields fold most, is regularised
-        too. The first derivatives there are the one-sided differences of
-        :func:`numpy.gradient`, the ones
-        :func:`tutorial_utils.metrics.jacobian_determinant` uses.
+        ``True``: the field is first extended by 2 voxels beyond each border
+        with the parabola through its 3 outer voxels (exact for fields up to
+        quadratic), so the same formula is evaluated at every voxel and the
+        mean runs over all ``d1 d2 d3`` voxels: the border, where unpenalised
+        fields fold most, is regularised too. The first derivatives there are
+        ``numpy.gradient(..., edge_order=2)``'s, the ones
+        :func:`tutorial_utils.metrics.jacobian_determinant` uses; the second
+        derivatives are the one-sided second differences. ``u_1 = a x_1^2``
+        has energy ``4 a^2 / 3`` at every voxel.
 
     Returns ``(batch,)``.
 
@@ -463,7 +731,7 @@ def bending_energy(ddf, include_border: bool = False) -> tf.Tensor:
     """
     ddf = _check_ddf(ddf)
     if include_border:
-        ddf = _odd_extension(ddf, 2)
+        ddf = _quadratic_extension(ddf, 2)
     d_1, d_2, d_3 = _central_differences(ddf)
     d_11, d_12, d_13 = _central_differences(d_1)
     _, d_22, d_23 = _central_differences(d_2)
@@ -492,9 +760,9 @@ def gradient_norm(ddf, norm: str = "l2", include_border: bool = False) -> tf.Ten
     include_border : bool
         ``False`` (default): central differences on the interior (derivatives
         are not evaluated at the outer voxel of each side). ``True``: the field
-        is extended by 1 voxel by odd reflection (linear extrapolation), so
+        is extended by 1 voxel with the parabola through its 3 outer voxels, so
         derivatives are evaluated at every voxel, equal to
-        :func:`numpy.gradient`'s (one-sided at the two ends); mean over all voxels.
+        ``numpy.gradient(..., edge_order=2)``'s; mean over all voxels.
 
     Returns ``(batch,)``.
     """
@@ -502,52 +770,177 @@ def gradient_norm(ddf, norm: str = "l2", include_border: bool = False) -> tf.Ten
     if norm not in ("l1", "l2"):
         raise ValueError(f"`norm` is {norm!r}; it needs to be 'l1' or 'l2'.")
     if include_border:
-        ddf = _odd_extension(ddf, 1)
+        ddf = _quadratic_extension(ddf, 1)
     derivatives = tf.stack(_central_differences(ddf), axis=-1)  # (..., component, direction)
     per_voxel = tf.abs(derivatives) if norm == "l1" else tf.square(derivatives)
     return tf.reduce_mean(tf.reduce_sum(per_voxel, axis=-1), axis=[1, 2, 3, 4])
 
 
 # --------------------------------------------------------------------------
-# dispatchers, as named in the original tutorial
+# the one lookup (after DeepReg's loss registry), and the dispatchers
 # --------------------------------------------------------------------------
-_DISSIMILARITIES = {
-    "ssd": ssd,
-    "lncc": lambda t, p: 1.0 - lncc(t, p),
-    "gmi": lambda t, p: -global_mutual_information(t, p),
+class _Entry:
+    """A registered loss: ``base`` (a function above), options fixed by the name,
+    and how its value becomes one to minimise."""
+
+    def __init__(self, kind, base, to_minimise, preset=None, meaning=""):
+        self.kind, self.base, self.to_minimise = kind, base, to_minimise
+        self.preset, self.meaning = dict(preset or {}), meaning
+
+
+def _identity(value):
+    return value
+
+
+def _one_minus(value):
+    return 1.0 - value
+
+
+def _negative(value):
+    return -value
+
+
+_REGISTRY = {
+    "ssd": _Entry("image", ssd, _identity, meaning="ssd"),
+    "ncc": _Entry("image", global_ncc, _one_minus, meaning="1 - global_ncc"),
+    "lncc": _Entry("image", lncc, _one_minus, meaning="1 - lncc"),
+    "gmi": _Entry("image", global_mutual_information, _negative,
+                  meaning="-global_mutual_information"),
+    "dice": _Entry("label", dice_score, _one_minus, meaning="1 - dice_score"),
+    "jaccard": _Entry("label", jaccard_index, _one_minus, meaning="1 - jaccard_index"),
+    "cross-entropy": _Entry("label", cross_entropy, _identity, meaning="cross_entropy"),
+    "multi-scale-dice": _Entry("label", multi_scale_loss, _identity, {"loss_type": "dice"},
+                               meaning="multi_scale_loss(loss_type='dice')"),
+    "bending": _Entry("deformation", bending_energy, _identity, meaning="bending_energy"),
+    "gradient-l1": _Entry("deformation", gradient_norm, _identity, {"norm": "l1"},
+                          meaning="gradient_norm(norm='l1')"),
+    "gradient-l2": _Entry("deformation", gradient_norm, _identity, {"norm": "l2"},
+                          meaning="gradient_norm(norm='l2')"),
 }
 
-_ENERGIES = {
-    "bending": bending_energy,
-    "gradient-l1": lambda ddf: gradient_norm(ddf, "l1"),
-    "gradient-l2": lambda ddf: gradient_norm(ddf, "l2"),
+#: The names :func:`get_loss` knows, by kind.
+LOSS_NAMES = {
+    kind: tuple(name for name, entry in _REGISTRY.items() if entry.kind == kind)
+    for kind in ("image", "label", "deformation")
 }
 
 
-def dissimilarity_fn(y_true, y_pred, name: str) -> tf.Tensor:
-    """Image dissimilarity to minimise, as a scalar (mean over the batch).
+def _unknown(name, kinds) -> ValueError:
+    known = {kind: LOSS_NAMES[kind] for kind in kinds}
+    return ValueError(f"`name` is {name!r}; known losses: {known}.")
+
+
+def get_loss(name: str, **options) -> Callable:
+    """The loss called ``name``, as a callable giving per-pair values to minimise.
 
     Parameters
     ----------
-    y_true, y_pred : tensor
-        ``(batch, d1, d2, d3)`` or ``(batch, d1, d2, d3, channels)``: fixed and warped images.
-    name : {"ssd", "lncc", "gmi"}
-        ``ssd`` returns :func:`ssd`; ``lncc`` returns ``1 - lncc`` (window 9,
-        rectangular); ``gmi`` returns minus :func:`global_mutual_information`.
+    name : str
+        One of :data:`LOSS_NAMES`: image ``"ssd"``, ``"ncc"`` (``1 - global_ncc``),
+        ``"lncc"`` (``1 - lncc``), ``"gmi"`` (``-global_mutual_information``);
+        label ``"dice"`` (``1 - dice_score``), ``"jaccard"`` (``1 -
+        jaccard_index``), ``"cross-entropy"``, ``"multi-scale-dice"``
+        (:func:`multi_scale_loss` with ``loss_type="dice"``); deformation
+        ``"bending"`` (:func:`bending_energy`), ``"gradient-l1"``,
+        ``"gradient-l2"`` (:func:`gradient_norm`).
+    **options
+        Keyword arguments of that function, e.g. ``window_size=5`` for
+        ``"lncc"``, ``scales=(0, 2)`` for ``"multi-scale-dice"``,
+        ``include_border=True`` for ``"bending"`` (where the function has it).
+
+    Returns
+    -------
+    callable
+        ``loss(fixed, warped)`` for image and label losses, ``loss(ddf)`` for
+        deformation ones; it returns a ``(batch,)`` tensor to minimise (0 at
+        best for all but ``"gmi"`` and ``"ncc"``'s negative correlations).
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (the message lists the known ones) or an option the
+        function does not take.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> label = np.zeros((2, 6, 6, 6)); label[:, 1:4] = 1
+    >>> get_loss("dice")(label, label).numpy().round(4)
+    array([0., 0.], dtype=float32)
+    >>> get_loss("lncc", window_size=5).__name__
+    'lncc'
     """
-    if name not in _DISSIMILARITIES:
-        raise ValueError(f"`name` is {name!r}; known image dissimilarities: {sorted(_DISSIMILARITIES)}.")
-    return tf.reduce_mean(_DISSIMILARITIES[name](y_true, y_pred))
+    if name not in _REGISTRY:
+        raise _unknown(name, LOSS_NAMES)
+    entry = _REGISTRY[name]
+    settings = {**entry.preset, **options}
+    parameters = inspect.signature(entry.base).parameters
+    positional = 1 if entry.kind == "deformation" else 2
+    allowed = [p for p in list(parameters)[positional:] if p not in entry.preset]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"get_loss({name!r}) got option(s) {unknown}; {entry.meaning} takes {allowed}."
+        )
+
+    def loss(*volumes):
+        return entry.to_minimise(entry.base(*volumes, **settings))
+
+    loss.__name__ = name
+    loss.__qualname__ = name
+    loss.__doc__ = f"``{entry.meaning}`` with options {settings}: (batch,) values to minimise."
+    return loss
 
 
-def local_displacement_energy(ddf, name: str) -> tf.Tensor:
+def dissimilarity_fn(fixed, warped, name: str, **options) -> tf.Tensor:
+    """Image (or label) dissimilarity to minimise, as a scalar (mean over the batch).
+
+    Parameters
+    ----------
+    fixed, warped : tensor
+        ``(batch, d1, d2, d3)`` or ``(batch, d1, d2, d3, channels)``: fixed and warped.
+    name : str
+        An image or label name of :data:`LOSS_NAMES` (``"ssd"``, ``"ncc"``,
+        ``"lncc"``, ``"gmi"``, ``"dice"``, ...).
+    **options
+        Passed to :func:`get_loss`.
+
+    Returns
+    -------
+    tf.Tensor, scalar: the batch mean of ``get_loss(name, **options)(fixed, warped)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.linspace(0, 1, 2 * 5 * 5 * 5).reshape(2, 5, 5, 5)
+    >>> float(dissimilarity_fn(image, image, "ssd"))
+    0.0
+    """
+    if name not in _REGISTRY or _REGISTRY[name].kind == "deformation":
+        raise _unknown(name, ("image", "label"))
+    return tf.reduce_mean(get_loss(name, **options)(fixed, warped))
+
+
+def local_displacement_energy(ddf, name: str, **options) -> tf.Tensor:
     """Deformation regulariser of a DDF, as a scalar (mean over the batch).
 
     Parameters
     ----------
     ddf : tensor ``(batch, d1, d2, d3, 3)`` in voxels.
     name : {"bending", "gradient-l1", "gradient-l2"}
+    **options
+        Passed to :func:`get_loss` (e.g. ``include_border=True``).
+
+    Returns
+    -------
+    tf.Tensor, scalar: the batch mean of ``get_loss(name, **options)(ddf)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> float(local_displacement_energy(np.ones((1, 6, 6, 6, 3)), "bending"))
+    0.0
     """
-    if name not in _ENERGIES:
-        raise ValueError(f"`name` is {name!r}; known deformation energies: {sorted(_ENERGIES)}.")
-    return tf.reduce_mean(_ENERGIES[name](ddf))
+    if name not in LOSS_NAMES["deformation"]:
+        raise _unknown(name, ("deformation",))
+    return tf.reduce_mean(get_loss(name, **options)(ddf))

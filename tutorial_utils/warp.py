@@ -11,6 +11,10 @@ Conventions
   (in voxels). The identity is ``[[1,0,0],[0,1,0],[0,0,1],[0,0,0]]``.
 - Warping an image with a DDF samples the moving image at ``grid + ddf``: the
   DDF lives on the fixed image's grid and points into the moving image.
+- Outside a volume, an image or label reads 0 (``mode="constant"``, the default
+  of :func:`resample`, :func:`warp` and :class:`Warping`); a displacement or
+  velocity field is extended from its border (``mode="edge"``), which is what
+  :func:`compose_ddf` and :func:`integrate_velocity` use.
 
 Everything here is plain TensorFlow, differentiable, and can be compiled with
 ``tf.function(jit_compile=True)``.
@@ -36,6 +40,7 @@ __all__ = [
     "Warping",
     "warp",
     "ddf_from_affine",
+    "compose_ddf",
     "integrate_velocity",
 ]
 
@@ -178,43 +183,77 @@ def centre_affine(theta, grid_size: Sequence[int]) -> tf.Tensor:
 # --------------------------------------------------------------------------
 # resampling
 # --------------------------------------------------------------------------
-def resample(vol, loc) -> tf.Tensor:
+_MODES = {"constant": "constant", "edge": "edge", "nearest": "edge"}
+
+
+def _check_mode(mode) -> str:
+    if mode not in _MODES:
+        raise ValueError(
+            f"`mode` is {mode!r}; it needs to be 'constant' (zero outside: images, "
+            "labels) or 'edge' (alias 'nearest': clamped to the border: fields)."
+        )
+    return _MODES[mode]
+
+
+def resample(vol, loc, mode: str = "constant") -> tf.Tensor:
     """Trilinear interpolation of ``vol`` at voxel locations ``loc``.
 
-    Locations outside the volume (any coordinate below 0 or above ``size - 1``)
-    give 0, exactly as ``scipy.ndimage.map_coordinates(vol, loc, order=1,
-    mode="constant", cval=0)``. Differentiable with respect to both ``vol`` and
-    ``loc``.
+    What a location outside the volume (any coordinate below 0 or above
+    ``size - 1``) reads depends on ``mode``:
+
+    - ``"constant"`` (default, for images and labels): 0, exactly as
+      ``scipy.ndimage.map_coordinates(vol, loc, order=1, mode="constant", cval=0)``.
+    - ``"edge"`` (alias ``"nearest"``, for displacement and velocity fields): the
+      coordinates are clamped to the volume, so the border value extends outwards,
+      exactly as ``scipy.ndimage.map_coordinates(vol, loc, order=1, mode="nearest")``.
+      A field is extrapolated, not zero-filled: a constant field stays constant.
+
+    Differentiable with respect to both ``vol`` and ``loc`` (in ``"edge"`` mode
+    the gradient with respect to a clamped coordinate is 0).
 
     Parameters
     ----------
-    vol : tensor
+    vol : array-like
         ``(batch, d1, d2, d3)`` or ``(batch, d1, d2, d3, channels)``.
-    loc : tensor
+    loc : array-like
         ``(batch, l1, l2, l3, 3)`` voxel coordinates into ``vol`` (a batch of 1
         is broadcast over ``vol``'s batch), or ``(l1, l2, l3, 3)`` shared by the
         whole batch.
+    mode : {"constant", "edge", "nearest"}
+        What locations outside the volume read (see above).
 
     Returns
     -------
     tf.Tensor
-        ``(batch, l1, l2, l3)`` or ``(batch, l1, l2, l3, channels)``, matching
-        whether ``vol`` had a channel axis.
+        ``(batch, l1, l2, l3)`` or ``(batch, l1, l2, l3, channels)``, float32,
+        matching whether ``vol`` had a channel axis.
+
+    Raises
+    ------
+    ValueError
+        For a wrong rank, a last axis of ``loc`` other than 3, mismatched
+        batches, an unknown spatial size, a non-numeric dtype or an unknown mode.
 
     Examples
     --------
     >>> vol = tf.reshape(tf.range(8, dtype=tf.float32), (1, 2, 2, 2))
     >>> float(resample(vol, [[[[0.5, 0.5, 0.5]]]])[0, 0, 0, 0])
     3.5
+    >>> outside = [[[[0.0, 0.0, 3.0]]]]  # beyond the last voxel along d3
+    >>> float(resample(vol, outside)[0, 0, 0, 0])  # an image: zero outside
+    0.0
+    >>> float(resample(vol, outside, mode="edge")[0, 0, 0, 0])  # a field: border value
+    1.0
     """
+    mode = _check_mode(mode)
+    vol = _as_float32(vol, "vol")
+    loc = _as_float32(loc, "loc")
     vol_shape = check_rank(vol, "vol", [4, 5], "(batch, d1, d2, d3) or (batch, d1, d2, d3, channels)")
     loc_shape = check_rank(loc, "loc", [4, 5], "(batch, l1, l2, l3, 3) or (l1, l2, l3, 3)")
     if loc_shape[-1] != 3:
         raise ValueError(
             f"`loc` has shape {loc_shape}; its last axis must hold 3 voxel coordinates."
         )
-    vol = _as_float32(vol, "vol")
-    loc = _as_float32(loc, "loc")
     has_channels = len(vol_shape) == 5
     if not has_channels:
         vol = vol[..., None]
@@ -231,10 +270,10 @@ def resample(vol, loc) -> tf.Tensor:
         raise ValueError(f"`vol` needs a known spatial size, got {vol_shape}.")
     if loc.shape[0] == 1 and batch not in (1, None):
         loc = tf.broadcast_to(loc, [batch] + list(loc.shape[1:]))
-    return _trilinear(vol, loc, sizes, has_channels)
+    return _trilinear(vol, loc, sizes, has_channels, zero_outside=mode == "constant")
 
 
-def _trilinear(vol, loc, sizes, has_channels):
+def _trilinear(vol, loc, sizes, has_channels, zero_outside=True):
     d1, d2, d3 = sizes
     channels = vol.shape[-1]
     out_spatial = tf.shape(loc)[1:4]
@@ -242,9 +281,8 @@ def _trilinear(vol, loc, sizes, has_channels):
     flat_loc = tf.reshape(loc, [batch, -1, 3])
 
     upper = tf.constant([d1 - 1, d2 - 1, d3 - 1], dtype=tf.float32)
-    inside = tf.reduce_all((flat_loc >= 0.0) & (flat_loc <= upper), axis=-1)
-    # Clamp before flooring: outside points are masked anyway, and clamping keeps
-    # every gathered index valid.
+    # Clamp before flooring: this keeps every gathered index valid, and is the
+    # "edge" extrapolation itself; for "constant" the outside points are masked.
     clamped = tf.clip_by_value(flat_loc, 0.0, upper)
     floor = tf.floor(clamped)
     frac = clamped - floor  # weight of the upper neighbour, per axis
@@ -270,8 +308,10 @@ def _trilinear(vol, loc, sizes, has_channels):
             weight_2 = frac[..., 1] if c2 else 1.0 - frac[..., 1]
             corner_weight.append((weight_1 * weight_2)[..., None] * weights_d3)
     corner_index = tf.stack(corner_index, axis=-1)  # (batch, n, 4)
-    inside_weight = tf.cast(inside, tf.float32)[..., None, None]
-    corner_weight = tf.stack(corner_weight, axis=2) * inside_weight  # (batch, n, 4, 2)
+    corner_weight = tf.stack(corner_weight, axis=2)  # (batch, n, 4, 2)
+    if zero_outside:
+        inside = tf.reduce_all((flat_loc >= 0.0) & (flat_loc <= upper), axis=-1)
+        corner_weight = corner_weight * tf.cast(inside, tf.float32)[..., None, None]
     values = tf.gather(paired, corner_index, batch_dims=1)  # (batch, n, 4, 2 * channels)
     values = tf.reshape(values, tf.concat([tf.shape(values)[:3], [2, channels]], axis=0))
     sampled = tf.einsum("bnpe,bnpeq->bnq", corner_weight, values)
@@ -280,11 +320,14 @@ def _trilinear(vol, loc, sizes, has_channels):
     return sampled if has_channels else sampled[..., 0]
 
 
-def warp(volume, ddf) -> tf.Tensor:
-    """Warp ``volume`` with a DDF: sample it at ``grid + ddf`` (zero outside).
+def warp(volume, ddf, mode: str = "constant") -> tf.Tensor:
+    """Warp ``volume`` with a DDF: sample it at ``grid + ddf``.
 
     The one warping helper the chapters and the package share (images, labels,
-    batches); it is :class:`Warping` without building a layer by hand.
+    fields, batches); it is :class:`Warping` without building a layer by hand.
+    Images and labels read 0 outside the moving volume (the default); to warp a
+    displacement or velocity field pass ``mode="edge"`` so that it is
+    extrapolated from its border instead (see :func:`resample`).
 
     Parameters
     ----------
@@ -292,10 +335,18 @@ def warp(volume, ddf) -> tf.Tensor:
         The moving image or label.
     ddf : array-like ``(batch, f1, f2, f3, 3)``
         Displacements in voxels, on the fixed image's grid.
+    mode : {"constant", "edge", "nearest"}
+        Outside the moving volume: 0 (``"constant"``, images) or the border value
+        (``"edge"``/``"nearest"``, fields).
 
     Returns
     -------
     tf.Tensor ``(batch, f1, f2, f3)`` or ``(batch, f1, f2, f3, channels)``, float32.
+
+    Raises
+    ------
+    ValueError
+        If ``ddf`` is not ``(batch, f1, f2, f3, 3)``, or as :func:`resample`.
 
     Examples
     --------
@@ -306,7 +357,7 @@ def warp(volume, ddf) -> tf.Tensor:
     1.0
     """
     ddf_shape = check_rank(ddf, "ddf", [5], "(batch, f1, f2, f3, 3)")
-    return Warping(ddf_shape[1:4])(inputs=[_as_float32(ddf, "ddf"), volume])
+    return Warping(ddf_shape[1:4], mode=mode)(inputs=[_as_float32(ddf, "ddf"), volume])
 
 
 # --------------------------------------------------------------------------
@@ -322,6 +373,10 @@ class Warping(tf.keras.layers.Layer):
     ----------
     fixed_image_size : sequence of 3 int
         ``(f1, f2, f3)``, the fixed image's spatial size (the DDF's grid).
+    mode : {"constant", "edge", "nearest"}
+        Outside the moving volume: 0 (``"constant"``, default, for images and
+        labels) or the border value (``"edge"``/``"nearest"``, for warping a
+        displacement or velocity field); see :func:`resample`.
 
     Call arguments
     --------------
@@ -332,8 +387,10 @@ class Warping(tf.keras.layers.Layer):
     Returns ``(batch, f1, f2, f3)`` or ``(batch, f1, f2, f3, channels)``.
     """
 
-    def __init__(self, fixed_image_size: Sequence[int], **kwargs):
+    def __init__(self, fixed_image_size: Sequence[int], mode: str = "constant", **kwargs):
         super().__init__(**kwargs)
+        _check_mode(mode)
+        self.mode = mode
         self.fixed_image_size = tuple(int(size) for size in fixed_image_size)
         if len(self.fixed_image_size) != 3:
             raise ValueError(
@@ -352,11 +409,11 @@ class Warping(tf.keras.layers.Layer):
                 f"image of size {self.fixed_image_size}, so it needs shape "
                 f"(batch, {', '.join(map(str, self.fixed_image_size))}, 3)."
             )
-        return resample(image, self._grid + tf.cast(ddf, tf.float32))
+        return resample(image, self._grid + tf.cast(ddf, tf.float32), mode=self.mode)
 
     def get_config(self):
         config = super().get_config()
-        config.update({"fixed_image_size": self.fixed_image_size})
+        config.update({"fixed_image_size": self.fixed_image_size, "mode": self.mode})
         return config
 
 
@@ -380,25 +437,109 @@ def ddf_from_affine(theta, grid_size: Sequence[int]) -> tf.Tensor:
     return warp_grid(grid, theta) - grid[None]
 
 
-def integrate_velocity(dvf, num_steps: int = 7) -> tf.Tensor:
-    """Integrate a stationary velocity field into a DDF by scaling and squaring.
+def compose_ddf(first, second) -> tf.Tensor:
+    """The DDF of moving a point by ``first``, then by ``second``.
 
-    The velocity is divided by ``2**num_steps`` (small enough to be a valid
-    displacement), and the resulting displacement is composed with itself
-    ``num_steps`` times: ``ddf <- ddf + ddf(x + ddf)``. For a smooth velocity the
-    result is diffeomorphic (no folding), which is why velocity fields are used.
+    With ``phi_u(x) = x + u(x)`` the map of a DDF ``u`` (see :func:`warp`), this
+    returns ``u`` with ``phi_u = phi_second o phi_first``::
+
+        u(x) = first(x) + second(x + first(x))
+
+    ``second`` is read by trilinear interpolation with ``mode="edge"`` (a field
+    is extrapolated from its border, never zero-filled; see :func:`resample`),
+    so the composition of two affine DDFs is exact wherever ``x + first(x)``
+    lies inside ``second``'s grid, and that of two constant DDFs everywhere.
+
+    For warping this means ``warp(image, compose_ddf(first, second))`` equals
+    ``warp(warp(image, second), first)`` up to interpolation: the DDF applied
+    to the image first (``second``) is the one composed last.
 
     Parameters
     ----------
-    dvf : tensor
-        ``(batch, d1, d2, d3, 3)`` stationary velocity field, in voxels.
-    num_steps : int
-        Number of squarings (default 7, i.e. 128 small steps).
+    first : array-like
+        ``(batch, d1, d2, d3, 3)`` displacements in voxels, on the output grid;
+        ``x + first(x)`` are voxel coordinates into ``second``'s grid.
+    second : array-like
+        ``(batch, s1, s2, s3, 3)`` displacements in voxels (its grid may differ
+        from ``first``'s); ``first`` may have a batch of 1 to be shared.
 
     Returns
     -------
     tf.Tensor
-        ``(batch, d1, d2, d3, 3)`` displacement field in voxels.
+        ``(batch, d1, d2, d3, 3)`` float32 displacements in voxels.
+
+    Raises
+    ------
+    ValueError
+        If either field is not ``(batch, ..., 3)`` or the batches do not match.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> shift = np.zeros((1, 4, 4, 4, 3), np.float32); shift[..., 0] = 1.5
+    >>> compose_ddf(shift, shift)[0, 3, 0, 0].numpy().tolist()  # exact at the border
+    [3.0, 0.0, 0.0]
+    """
+    first_shape = check_rank(first, "first", [5], "(batch, d1, d2, d3, 3)")
+    second_shape = check_rank(second, "second", [5], "(batch, s1, s2, s3, 3)")
+    for name, shape in (("first", first_shape), ("second", second_shape)):
+        if shape[-1] != 3:
+            raise ValueError(f"`{name}` has shape {shape}; its last axis must be 3.")
+    if first_shape[0] not in (1, second_shape[0]) and None not in (first_shape[0], second_shape[0]):
+        raise ValueError(
+            f"`first` has batch size {first_shape[0]} but `second` has {second_shape[0]}; "
+            "they must match, or `first` must have a batch of 1 to be shared."
+        )
+    first = _as_float32(first, "first")
+    grid = get_reference_grid(first_shape[1:4])[None]
+    return first + resample(second, grid + first, mode="edge")
+
+
+def integrate_velocity(dvf, num_steps: int = 7) -> tf.Tensor:
+    """Integrate a stationary velocity field into a DDF by scaling and squaring.
+
+    The DDF is ``phi_1(x) - x``, where ``phi_t`` is the flow of the velocity
+    ``v``: ``d phi_t(x) / dt = v(phi_t(x))``, ``phi_0(x) = x``. Scaling and
+    squaring (Arsigny et al. 2006, "A Log-Euclidean framework for statistics on
+    diffeomorphisms", MICCAI; used for learning by Dalca et al. 2018,
+    VoxelMorph-diff) uses ``phi_1 = (phi_{1/2^N}) o ... o (phi_{1/2^N})``
+    (``2^N`` times): start from ``u = v / 2^N`` (one small Euler step) and
+    square ``N`` times, ``u <- compose_ddf(u, u)``, i.e.
+    ``u(x) <- u(x) + u(x + u(x))``. For a smooth velocity the result is
+    diffeomorphic (no folding), which is why velocity fields are used.
+
+    Each squaring reads the field with ``mode="edge"`` (the field is extended
+    from its border, not zero-filled; as VoxelMorph's integration does), so a
+    constant velocity integrates to that same constant DDF everywhere, and an
+    affine velocity ``v(x) = A x + b`` to its analytic flow wherever the
+    trajectory stays inside the volume, up to the ``O(|A|^2 / 2^N)`` error of
+    the first Euler step.
+
+    Parameters
+    ----------
+    dvf : array-like
+        ``(batch, d1, d2, d3, 3)`` stationary velocity field, in voxels (per unit
+        time; integrated over time 1).
+    num_steps : int
+        Number of squarings ``N`` (default 7, i.e. ``2^7 = 128`` small steps).
+
+    Returns
+    -------
+    tf.Tensor
+        ``(batch, d1, d2, d3, 3)`` float32 displacement field in voxels.
+
+    Raises
+    ------
+    ValueError
+        If ``dvf`` is not ``(batch, d1, d2, d3, 3)`` or ``num_steps`` is negative.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> velocity = np.zeros((1, 6, 5, 4, 3), np.float32); velocity[...] = [1.5, -0.5, 0.75]
+    >>> ddf = integrate_velocity(velocity)
+    >>> bool(np.allclose(ddf, velocity, atol=1e-5))  # constant velocity: translation
+    True
     """
     shape = check_rank(dvf, "dvf", [5], "(batch, d1, d2, d3, 3)")
     if shape[-1] != 3:
@@ -406,8 +547,7 @@ def integrate_velocity(dvf, num_steps: int = 7) -> tf.Tensor:
     if int(num_steps) < 0:
         raise ValueError(f"`num_steps` is {num_steps}; it needs to be 0 or more.")
     dvf = _as_float32(dvf, "dvf")
-    grid = get_reference_grid(shape[1:4])[None]
     ddf = dvf / float(2 ** int(num_steps))
     for _ in range(int(num_steps)):
-        ddf = ddf + resample(ddf, grid + ddf)
+        ddf = compose_ddf(ddf, ddf)
     return ddf
