@@ -106,6 +106,7 @@ VIZ_CALLS = {
     "overlay_rgb": lambda: viz.overlay_rgb(LABEL, LABEL[::-1]),
     "plot_overlay": lambda: viz.plot_overlay(fixed_label=LABEL, warped_label=LABEL[::-1],
                                                 orientation="LPS"),
+    "plane_for": lambda: viz.plane_for("coronal", "LPS"),
     "plot_slice": lambda: viz.plot_slice(VOLUME, label=LABEL, orientation="LPS", axis="sagittal"),
     "plot_montage": lambda: viz.plot_montage(VOLUME, label=LABEL, orientation="LPS", axis="coronal"),
     "plot_registration_rows": lambda: viz.plot_registration_rows(fixed=VOLUME, moving=VOLUME,
@@ -183,7 +184,7 @@ def test_augment_pairs_leaves_global_state():
     images = VOLUME[None, :8, :8, :8]
     labels = LABEL[None, :8, :8, :8]
     assert_leaves_global_state(lambda: training.augment_pairs(
-        moving_images=images, fixed_images=images, moving_labels=labels, fixed_labels=labels,
+        fixed=images, moving=images, fixed_label=labels, moving_label=labels,
         scale=0.1, seed=1))
 
 

@@ -259,7 +259,7 @@ def test_folding_penalty_matches_numpy_jacobian():
     from tutorial_utils import metrics
 
     rough = (1.2 * RNG.standard_normal((2, 6, 7, 8, 3))).astype(np.float32)
-    det = metrics.jacobian_determinant(rough.astype(np.float64))  # numpy.gradient, float64
+    det = metrics.jacobian_determinant(rough.astype(np.float64))  # numpy.gradient, edge_order 2
     for threshold in (0.0, 0.1):
         expected = np.maximum(threshold - det.astype(np.float64), 0).mean(axis=(1, 2, 3))
         np.testing.assert_allclose(register.folding_penalty(rough, threshold), expected, rtol=1e-4)

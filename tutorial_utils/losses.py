@@ -668,21 +668,25 @@ def _central_differences(field):
     return d_1, d_2, d_3
 
 
-def _odd_extension(field, width: int):
-    """Extend ``(batch, d1, d2, d3, c)`` by ``width`` voxels on each side of each spatial
-    axis by odd reflection, ``f[-k] = 2 f[0] - f[k]`` (``numpy.pad(mode="reflect",
-    reflect_type="odd")``): a linear extrapolation, exact for affine fields."""
+def _quadratic_extension(field, width: int):
+    """Extend ``(batch, d1, d2, d3, c)`` by ``width`` (1 or 2) voxels beyond each side of
+    each spatial axis with the parabola through the 3 outer voxels:
+    ``f[-1] = 3 f0 - 3 f1 + f2``, ``f[-2] = 6 f0 - 8 f1 + 3 f2`` (exact for fields up
+    to quadratic). Central differences at the outer voxel then equal
+    ``numpy.gradient(..., edge_order=2)``'s one-sided ones."""
+    weights = ((3.0, -3.0, 1.0), (6.0, -8.0, 3.0))[:width]
     for axis in (1, 2, 3):
         size = field.shape[axis]
 
-        def part(start, stop, field=field, axis=axis):
-            index = [slice(None)] * 5
-            index[axis] = slice(start, stop)
-            return field[tuple(index)]
+        def at(index, field=field, axis=axis):
+            where = [slice(None)] * 5
+            where[axis] = slice(index, index + 1)
+            return field[tuple(where)]
 
-        low = 2.0 * part(0, 1) - tf.reverse(part(1, width + 1), [axis])
-        high = 2.0 * part(size - 1, size) - tf.reverse(part(size - 1 - width, size - 1), [axis])
-        field = tf.concat([low, field, high], axis=axis)
+        low = [w0 * at(0) + w1 * at(1) + w2 * at(2) for w0, w1, w2 in weights]
+        high = [w0 * at(size - 1) + w1 * at(size - 2) + w2 * at(size - 3)
+                for w0, w1, w2 in weights]
+        field = tf.concat(low[::-1] + [field] + high, axis=axis)
     return field
 
 
@@ -705,14 +709,15 @@ def bending_energy(ddf, include_border: bool = False) -> tf.Tensor:
         ``False`` (default, the original toolkit's): central differences on the
         interior only, so the mean runs over the ``(d-4)^3`` voxels at least 2
         from every border, and the outer voxels are not penalised at all.
-        ``True``: the field is first extended by 2 voxels beyond each border by
-        odd reflection (``numpy.pad(..., mode="reflect", reflect_type="odd")``,
-        a linear extrapolation, exact for affine fields), so the same formula
-        is evaluated at every voxel and the mean runs over all ``d1 d2 d3``
-        voxels: the border, where unpenalised fields fold most, is regularised
-        too. The first derivatives there are the one-sided differences of
-        :func:`numpy.gradient`, the ones
-        :func:`tutorial_utils.metrics.jacobian_determinant` uses.
+        ``True``: the field is first extended by 2 voxels beyond each border
+        with the parabola through its 3 outer voxels (exact for fields up to
+        quadratic), so the same formula is evaluated at every voxel and the
+        mean runs over all ``d1 d2 d3`` voxels: the border, where unpenalised
+        fields fold most, is regularised too. The first derivatives there are
+        ``numpy.gradient(..., edge_order=2)``'s, the ones
+        :func:`tutorial_utils.metrics.jacobian_determinant` uses; the second
+        derivatives are the one-sided second differences. ``u_1 = a x_1^2``
+        has energy ``4 a^2 / 3`` at every voxel.
 
     Returns ``(batch,)``.
 
@@ -726,7 +731,7 @@ def bending_energy(ddf, include_border: bool = False) -> tf.Tensor:
     """
     ddf = _check_ddf(ddf)
     if include_border:
-        ddf = _odd_extension(ddf, 2)
+        ddf = _quadratic_extension(ddf, 2)
     d_1, d_2, d_3 = _central_differences(ddf)
     d_11, d_12, d_13 = _central_differences(d_1)
     _, d_22, d_23 = _central_differences(d_2)
@@ -755,9 +760,9 @@ def gradient_norm(ddf, norm: str = "l2", include_border: bool = False) -> tf.Ten
     include_border : bool
         ``False`` (default): central differences on the interior (derivatives
         are not evaluated at the outer voxel of each side). ``True``: the field
-        is extended by 1 voxel by odd reflection (linear extrapolation), so
+        is extended by 1 voxel with the parabola through its 3 outer voxels, so
         derivatives are evaluated at every voxel, equal to
-        :func:`numpy.gradient`'s (one-sided at the two ends); mean over all voxels.
+        ``numpy.gradient(..., edge_order=2)``'s; mean over all voxels.
 
     Returns ``(batch,)``.
     """
@@ -765,7 +770,7 @@ def gradient_norm(ddf, norm: str = "l2", include_border: bool = False) -> tf.Ten
     if norm not in ("l1", "l2"):
         raise ValueError(f"`norm` is {norm!r}; it needs to be 'l1' or 'l2'.")
     if include_border:
-        ddf = _odd_extension(ddf, 1)
+        ddf = _quadratic_extension(ddf, 1)
     derivatives = tf.stack(_central_differences(ddf), axis=-1)  # (..., component, direction)
     per_voxel = tf.abs(derivatives) if norm == "l1" else tf.square(derivatives)
     return tf.reduce_mean(tf.reduce_sum(per_voxel, axis=-1), axis=[1, 2, 3, 4])

@@ -583,7 +583,7 @@ def make_ddf_step(
             ddf = to_ddf()
             warped = warping(inputs=[ddf if base is None else base + ddf, moving])
             image_term = dissimilarity_fn(fixed, warped, image_loss)
-            deform_term = _deform_term(ddf, deform_loss, include_border)
+            deform_term = local_displacement_energy(ddf, deform_loss, include_border=include_border)
             loss = image_term + deform_weight * deform_term
             if fold_weight:
                 whole = ddf if base is None else base + ddf
@@ -606,26 +606,10 @@ def _field_on(field, size, name):
     return field
 
 
-def _deform_term(ddf, name, include_border):
-    """The deformation penalty (batch mean); border-aware through the losses' option."""
-    if not include_border:
-        return local_displacement_energy(ddf, name)
-    from . import losses
-
-    if name == "bending":
-        return tf.reduce_mean(losses.bending_energy(ddf, include_border=True))
-    if name in ("gradient-l1", "gradient-l2"):
-        return tf.reduce_mean(losses.gradient_norm(ddf, name[-2:], include_border=True))
-    raise ValueError(
-        f"`deform_loss` is {name!r}; known: 'bending', 'gradient-l1', 'gradient-l2'."
-    )
-
-
 def _numpy_gradient(field, axis: int):
     """``numpy.gradient(..., edge_order=2)`` along spatial ``axis`` (1, 2 or 3) of
     ``(batch, d1, d2, d3, c)``: central differences inside, second-order one-sided
-    differences at the two ends (exact for quadratic fields), the stencil of
-    :func:`~tutorial_utils.metrics.jacobian_determinant`; same shape."""
+    differences at the two ends; same shape."""
     size = field.shape[axis]
 
     def part(start, stop):
@@ -644,8 +628,9 @@ def folding_penalty(ddf, threshold: float = 0.1) -> tf.Tensor:
 
     .. math:: P = \frac{1}{N}\sum_v \max(0,\ \tau - \det(I + \nabla u(v)))
 
-    with derivatives at every voxel as ``numpy.gradient(..., edge_order=2)`` computes
-    them (the determinant of :func:`~tutorial_utils.metrics.jacobian_determinant`).
+    with derivatives at every voxel as ``numpy.gradient(..., edge_order=2)``
+    computes them (the determinant of
+    :func:`~tutorial_utils.metrics.jacobian_determinant`).
     Voxels whose determinant stays above ``tau`` cost nothing, so unlike the
     bending energy it does not stiffen the whole field; it pushes the few
     voxels about to fold back (the selective Jacobian loss of Mok & Chung,
