@@ -185,3 +185,13 @@ def test_bad_inputs_are_refused():
         classical.theta_from_itk_affine({"Transform": ["EulerTransform"]})
     with pytest.raises(ValueError, match="TransformParameters"):
         classical.theta_from_itk_affine({"Transform": ["AffineTransform"], "TransformParameters": ["1"] * 6})
+
+
+def test_elastix_writes_nothing_into_the_working_directory(tmp_path, monkeypatch):
+    """transformix writes its field file somewhere; never into the reader's folder."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    fixed = ndimage.gaussian_filter(rng.random((16, 16, 16)), 2).astype(np.float32)
+    moving = np.roll(fixed, 1, axis=0)
+    classical.elastix_bspline(fixed=fixed[None], moving=moving[None], affine_first=False)
+    assert list(tmp_path.iterdir()) == []

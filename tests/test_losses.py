@@ -480,3 +480,81 @@ def test_get_loss_rejects_unknown_names_and_options(call, message):
     with pytest.raises(ValueError) as error:
         call()
     assert message in str(error.value)
+
+
+# ---------------------------------------------------------------- border-aware penalties
+# (include_border=True: the field extended by odd reflection, derivatives at every voxel)
+def odd_padded(ddf, width):
+    field = np.asarray(ddf[0], np.float64)
+    return np.pad(field, [(width, width)] * 3 + [(0, 0)], mode="reflect", reflect_type="odd")
+
+
+def np_bending_full(ddf):
+    """Float64 reference: numpy.gradient (central inside) on the extended field, twice,
+    cropped back to the original voxels; mean over voxels and components."""
+    first = np.gradient(odd_padded(ddf, 2), axis=(0, 1, 2))
+    second = {(i, j): np.gradient(first[i], axis=j) for i in range(3) for j in range(i, 3)}
+    energy = sum(second[i, i] ** 2 for i in range(3))
+    energy = energy + 2 * sum(second[i, j] ** 2 for i in range(3) for j in range(i + 1, 3))
+    return energy[2:-2, 2:-2, 2:-2].mean()
+
+
+def np_gradient_norm_full(ddf, norm):
+    # on the odd extension, central differences at the border equal numpy.gradient's
+    # one-sided ones on the field itself
+    grads = np.stack(np.gradient(np.asarray(ddf[0], np.float64), axis=(0, 1, 2)), -1)
+    per_voxel = np.abs(grads) if norm == "l1" else grads**2
+    return per_voxel.sum(-1).mean()
+
+
+def test_border_aware_penalties_match_numpy_gradient():
+    rough = RNG.standard_normal((2, 6, 7, 8, 3)).astype(np.float32)
+    bending = losses.bending_energy(rough, include_border=True).numpy()
+    for b in range(2):
+        assert bending[b] == pytest.approx(np_bending_full(rough[b : b + 1]), rel=1e-5)
+        for norm in ("l1", "l2"):
+            value = losses.gradient_norm(rough, norm, include_border=True).numpy()[b]
+            assert value == pytest.approx(np_gradient_norm_full(rough[b : b + 1], norm), rel=1e-5)
+
+
+def test_border_aware_penalties_see_the_border_and_keep_affine_free():
+    matrix = RNG.standard_normal((3, 3))
+    linear = field_from(lambda x: x @ matrix + 2.0)
+    assert losses.bending_energy(linear, include_border=True).numpy()[0] == pytest.approx(0, abs=1e-5)
+    value = losses.gradient_norm(linear, "l2", include_border=True).numpy()[0]
+    assert value == pytest.approx(np.sum(matrix**2) / 3, rel=1e-5)
+    # a fold confined to the outermost slice (x=0 sent beyond x=1): the interior
+    # penalty sees it only through the one difference stencil that reaches that slice
+    fold = np.zeros((1, 9, 9, 9, 3), np.float32)
+    fold[0, 0, :, :, 0] = 1.5
+    for penalty in (losses.bending_energy, lambda d, include_border: losses.gradient_norm(
+            d, "l2", include_border=include_border)):
+        interior = penalty(fold, include_border=False).numpy()[0]
+        assert penalty(fold, include_border=True).numpy()[0] > 2 * interior > 0
+    # the default is unchanged: equal to the explicit False
+    rough = RNG.standard_normal((1, 7, 7, 7, 3)).astype(np.float32)
+    np.testing.assert_array_equal(losses.bending_energy(rough), losses.bending_energy(rough, False))
+
+
+@pytest.mark.parametrize("which", ["bending", "l1", "l2"])
+def test_border_aware_gradients_match_finite_differences(which):
+    rng = np.random.default_rng(12)
+    slopes = rng.choice([-1.0, 1.0], (3, 3)) * rng.uniform(0.5, 1.0, (3, 3))
+    grid = np.stack(np.meshgrid(*[np.arange(6.0)] * 3, indexing="ij"), -1)
+    ddf = tf.constant((grid @ slopes + 0.05 * rng.standard_normal(grid.shape))[None].astype(np.float32))
+    if which == "bending":
+        fn = lambda d: losses.bending_energy(d, include_border=True)  # noqa: E731
+    else:
+        fn = lambda d: losses.gradient_norm(d, which, include_border=True)  # noqa: E731
+    # both penalties are quadratic or piecewise linear (away from kinks), so a larger
+    # step is exact and keeps float32 rounding of the mean out of the comparison
+    theoretical, numerical = tf.test.compute_gradient(fn, [ddf], delta=1e-2)
+    scale = np.abs(numerical[0]).max()
+    np.testing.assert_allclose(theoretical[0], numerical[0], atol=0.02 * scale)
+
+
+def test_border_aware_bending_compiles_with_xla():
+    rough = tf.constant(RNG.standard_normal((1, 6, 7, 8, 3)).astype(np.float32))
+    compiled = tf.function(lambda d: losses.bending_energy(d, include_border=True), jit_compile=True)
+    np.testing.assert_allclose(compiled(rough), losses.bending_energy(rough, include_border=True),
+                               rtol=1e-5)

@@ -168,3 +168,154 @@ def test_register_ddf_finds_a_known_shift():
 def test_wrong_pair_shapes_are_refused():
     with pytest.raises(ValueError, match="`moving` has shape"):
         register.make_affine_step(np.zeros((1, 4, 4, 4)), np.zeros((1, 4, 4, 5)))
+
+
+# --------------------------------------------------------------------------
+# multi-resolution (nonrigid section): pyramid and field upsampling
+# --------------------------------------------------------------------------
+def test_gaussian_pyramid_matches_skimage_pyramid_gaussian():
+    from skimage.transform import pyramid_gaussian
+
+    volume = RNG.random((20, 33, 16))
+    ours = register.gaussian_pyramid(volume, 3, downscale=2)
+    reference = list(pyramid_gaussian(volume, max_layer=2, downscale=2, channel_axis=None))
+    assert [level.shape for level in ours] == [level.shape for level in reference[::-1]]
+    for level, expected in zip(ours, reference[::-1]):
+        np.testing.assert_allclose(level, expected, atol=1e-5)
+
+
+def scipy_reduce(volume, factors):
+    """One anisotropic pyramid level by SciPy only: Gaussian, then linear sampling at
+    the coarse voxel centres ``(q + 0.5) f - 0.5`` (edges clamped)."""
+    sigma = [2 * f / 6 if f > 1 else 0 for f in factors]
+    smoothed = ndimage.gaussian_filter(volume, sigma, mode="reflect")
+    axes = [(np.arange(int(np.ceil(s / f))) + 0.5) * (s / np.ceil(s / f)) - 0.5
+            for s, f in zip(volume.shape, factors)]
+    coordinates = np.stack(np.meshgrid(*axes, indexing="ij"))
+    return ndimage.map_coordinates(smoothed, coordinates, order=1, mode="nearest")
+
+
+def test_gaussian_pyramid_anisotropic_matches_scipy_and_keeps_batch():
+    volume = RNG.random((2, 8, 24, 30))
+    pyramid = register.gaussian_pyramid(volume, 3, downscale=(1, 2, 2))
+    assert [p.shape for p in pyramid] == [(2, 8, 6, 8), (2, 8, 12, 15), (2, 8, 24, 30)]
+    np.testing.assert_array_equal(pyramid[-1], volume.astype(np.float32))
+    for b in range(2):
+        middle = scipy_reduce(volume[b], (1, 2, 2))
+        np.testing.assert_allclose(pyramid[1][b], middle, atol=1e-5)
+        np.testing.assert_allclose(pyramid[0][b], scipy_reduce(middle, (1, 2, 2)), atol=1e-5)
+
+
+def affine_ddf_centres(linear, shift, size, ratio):
+    """The DDF, in voxels of a grid of ``size``, of the transform that maps physical
+    points (voxel centres ``(p + 0.5) * ratio`` of a unit grid) by ``y = x A + t``."""
+    grid = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float64) for s in size],
+                                indexing="ij"), axis=-1)
+    physical = (grid + 0.5) / ratio
+    moved = physical @ linear + shift
+    return (moved * ratio - 0.5 - grid)[None]
+
+
+def test_upsample_field_keeps_an_affine_field_affine():
+    linear = np.eye(3) + RNG.uniform(-0.1, 0.1, (3, 3))
+    shift = RNG.uniform(-1, 1, 3)
+    coarse_size, fine_size = (8, 6, 10), (8, 12, 20)
+    coarse = affine_ddf_centres(linear, shift, coarse_size, np.array(coarse_size, float))
+    fine = affine_ddf_centres(linear, shift, fine_size, np.array(fine_size, float))
+    np.testing.assert_allclose(register.upsample_field(coarse, fine_size), fine, atol=1e-4)
+
+
+def test_upsample_field_interior_matches_skimage_resize():
+    from skimage.transform import resize
+
+    coarse = RNG.standard_normal((1, 5, 7, 6, 3))
+    fine = register.upsample_field(coarse, (5, 14, 12))
+    for c, ratio in enumerate((1.0, 2.0, 2.0)):
+        expected = ratio * resize(coarse[0, ..., c], (5, 14, 12), order=1, mode="edge",
+                                  anti_aliasing=False)
+        # the two differ only where resize clamps and we extrapolate: the outer half voxel
+        np.testing.assert_allclose(fine[0, :, 1:-1, 1:-1, c], expected[:, 1:-1, 1:-1], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: register.gaussian_pyramid(np.zeros((4, 4)), 2), "`volume` has shape"),
+        (lambda: register.gaussian_pyramid(np.zeros((4, 4, 4)), 0), "`levels` is 0"),
+        (lambda: register.gaussian_pyramid(np.zeros((4, 4, 4)), 2, 0.5), "`downscale` is"),
+        (lambda: register.upsample_field(np.zeros((1, 4, 4, 4)), (8, 8, 8)), "`field` has shape"),
+        (lambda: register.upsample_field(np.zeros((1, 4, 4, 4, 3)), (2, 8, 8)), "`size` is"),
+    ],
+)
+def test_pyramid_bad_input_is_refused(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+# --------------------------------------------------------------------------
+# nonrigid section: folding penalty, affine base on pyramid levels, register_nonrigid
+# --------------------------------------------------------------------------
+def test_folding_penalty_matches_numpy_jacobian():
+    from tutorial_utils import metrics
+
+    rough = (1.2 * RNG.standard_normal((2, 6, 7, 8, 3))).astype(np.float32)
+    det = metrics.jacobian_determinant(rough.astype(np.float64))  # numpy.gradient, float64
+    for threshold in (0.0, 0.1):
+        expected = np.maximum(threshold - det.astype(np.float64), 0).mean(axis=(1, 2, 3))
+        np.testing.assert_allclose(register.folding_penalty(rough, threshold), expected, rtol=1e-4)
+    assert expected.min() > 0  # the case does fold somewhere
+    smooth = warp.ddf_from_affine(warp.random_transform_generator(1, 0.1, seed=1), (6, 7, 8))
+    assert float(register.folding_penalty(smooth)[0]) == 0.0
+
+
+def test_folding_penalty_gradient_matches_finite_differences():
+    ddf = tf.constant((0.6 * RNG.standard_normal((1, 4, 4, 4, 3))).astype(np.float32))
+    theoretical, numerical = tf.test.compute_gradient(
+        lambda d: register.folding_penalty(d, 0.1), [ddf], delta=1e-3)
+    scale = np.abs(numerical[0]).max()
+    np.testing.assert_allclose(theoretical[0], numerical[0], atol=0.05 * scale)
+
+
+def test_affine_on_a_level_upsamples_to_warps_affine_ddf():
+    theta = warp.random_transform_generator(1, 0.1, seed=4).numpy()
+    theta[0, 3] = [0.5, -2.0, 3.0]
+    size, level = (8, 24, 20), (8, 6, 5)
+    expected = warp.ddf_from_affine(theta, size).numpy()
+    np.testing.assert_allclose(register._affine_ddf_on_level(theta, size, size), expected, atol=1e-4)
+    coarse = register._affine_ddf_on_level(theta, size, level)
+    np.testing.assert_allclose(register.upsample_field(coarse, size), expected, atol=1e-4)
+
+
+def test_register_nonrigid_recovers_a_smooth_deformation_with_affine_base():
+    size = (8, 32, 32)
+    fixed = smooth_volume(size, 2.5)
+    grid = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float64) for s in size], indexing="ij"), -1)
+    bump = np.exp(-((grid[..., 1] - 16) ** 2 + (grid[..., 2] - 16) ** 2) / 60.0)
+    true_ddf = np.zeros((1,) + size + (3,), np.float32)
+    true_ddf[0, ..., 1] = 1.0 + 1.5 * bump  # a shift plus a smooth local bulge
+    # moving(x) = fixed(x - t(x)): warping it with about t gives fixed back
+    moving = warp.warp(fixed, -true_ddf).numpy()
+    theta = warp.identity_affine(1).numpy()
+    theta[0, 3, 1] = 1.0  # the affine part: the shift
+    result = register.register_nonrigid(fixed=fixed, moving=moving, initial_theta=theta,
+                                        iterations=(60, 40, 20), deform_weight=1.0,
+                                        fold_weight=1.0, progress=False, seed=0)
+    assert result["ddf"].shape == (1,) + size + (3,)
+    assert set(result["history"]["level"]) == {0, 1, 2} and len(result["history"]["total"]) == 120
+    assert result["seconds"] >= sum(result["level_seconds"]) > 0
+    inside = (slice(2, -2), slice(6, -6), slice(6, -6))
+    before = np.mean((moving[0][inside] - fixed[0][inside]) ** 2)
+    after = np.mean((warp.warp(moving, result["ddf"]).numpy()[0][inside] - fixed[0][inside]) ** 2)
+    assert after < 0.25 * before
+    error = np.abs(result["ddf"][0][inside] - true_ddf[0][inside])
+    assert np.median(error) < 0.5
+
+
+def test_register_nonrigid_refuses_a_wrong_schedule():
+    volume = np.zeros((1, 8, 16, 16), np.float32)
+    with pytest.raises(ValueError, match="`iterations` is"):
+        register.register_nonrigid(fixed=volume, moving=volume, levels=3, iterations=(10, 10))
+    with pytest.raises(ValueError, match="`initial_theta` has shape"):
+        register.register_nonrigid(fixed=volume, moving=volume, initial_theta=np.eye(3))
+    with pytest.raises(ValueError, match="`moving` has shape"):
+        register.register_nonrigid(fixed=volume, moving=volume[:, :4])

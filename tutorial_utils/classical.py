@@ -49,6 +49,7 @@ the console and to files is switched off.
 """
 from __future__ import annotations
 
+import tempfile
 import time
 from typing import Dict, Optional, Sequence
 
@@ -234,7 +235,11 @@ def elastix_bspline(*, fixed, moving, affine_first: bool = True, threads: Option
     maps = [defaults.GetDefaultParameterMap("affine")] if affine_first else []
     maps.append(defaults.GetDefaultParameterMap("bspline"))
     result, moving_image = _run_elastix(fixed, moving, maps, threads)
-    field = itk.transformix_deformation_field(moving_image, result)
+    with tempfile.TemporaryDirectory() as folder:  # transformix writes its field file to disk
+        field = itk.transformix_deformation_field(
+            moving_image, result, output_directory=folder, log_to_console=False
+        )
+        field = np.array(field, dtype=np.float32)
     ddf = np.asarray(field, dtype=np.float32)[..., ::-1]  # ITK (x, y, z) -> (d1, d2, d3); unit spacing
     return {"ddf": np.ascontiguousarray(ddf)[None], "seconds": time.perf_counter() - start}
 

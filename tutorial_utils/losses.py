@@ -668,25 +668,65 @@ def _central_differences(field):
     return d_1, d_2, d_3
 
 
-def bending_energy(ddf) -> tf.Tensor:
-    r"""Bending energy of a displacement field, by central differences.
+def _odd_extension(field, width: int):
+    """Extend ``(batch, d1, d2, d3, c)`` by ``width`` voxels on each side of each spatial
+    axis by odd reflection, ``f[-k] = 2 f[0] - f[k]`` (``numpy.pad(mode="reflect",
+    reflect_type="odd")``): a linear extrapolation, exact for affine fields."""
+    for axis in (1, 2, 3):
+        size = field.shape[axis]
+
+        def part(start, stop, field=field, axis=axis):
+            index = [slice(None)] * 5
+            index[axis] = slice(start, stop)
+            return field[tuple(index)]
+
+        low = 2.0 * part(0, 1) - tf.reverse(part(1, width + 1), [axis])
+        high = 2.0 * part(size - 1, size) - tf.reverse(part(size - 1 - width, size - 1), [axis])
+        field = tf.concat([low, field, high], axis=axis)
+    return field
+
+
+def bending_energy(ddf, include_border: bool = False) -> tf.Tensor:
+    r"""Bending energy of a displacement field, by finite differences.
 
     .. math:: B = \frac{1}{3N}\sum_v \sum_{c=1}^{3} \Big(\sum_{i} (\partial_{ii} u_c)^2
               + 2\sum_{i<j} (\partial_{ij} u_c)^2\Big)
 
     i.e. the mean over voxels *and* the three displacement components (the
     normalisation of the original tutorial's toolkit, so that its weights carry
-    over). Derivatives are central differences in voxel units (second
-    derivatives apply them twice, cropping 4 voxels per axis). A linear
-    (affine) field has energy 0; ``u_1 = a x_1^2`` has energy ``4 a^2 / 3``.
+    over). Derivatives are in voxel units; second derivatives apply the
+    first-derivative operator twice. A linear (affine) field has energy 0;
+    ``u_1 = a x_1^2`` has energy ``4 a^2 / 3`` (away from the border).
 
     Parameters
     ----------
     ddf : tensor ``(batch, d1, d2, d3, 3)`` in voxels.
+    include_border : bool
+        ``False`` (default, the original toolkit's): central differences on the
+        interior only, so the mean runs over the ``(d-4)^3`` voxels at least 2
+        from every border, and the outer voxels are not penalised at all.
+        ``True``: the field is first extended by 2 voxels beyond each border by
+        odd reflection (``numpy.pad(..., mode="reflect", reflect_type="odd")``,
+        a linear extrapolation, exact for affine fields), so the same formula
+        is evaluated at every voxel and the mean runs over all ``d1 d2 d3``
+        voxels: the border, where unpenalised fields fold most, is regularised
+        too. The first derivatives there are the one-sided differences of
+        :func:`numpy.gradient`, the ones
+        :func:`tutorial_utils.metrics.jacobian_determinant` uses.
 
     Returns ``(batch,)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x1 = np.arange(8.0)[:, None, None] * np.ones((8, 8, 8))
+    >>> ddf = np.zeros((1, 8, 8, 8, 3), np.float32); ddf[0, ..., 0] = 0.1 * x1 ** 2
+    >>> round(float(bending_energy(ddf)[0]), 5)  # 4 a^2 / 3 with a = 0.1
+    0.01333
     """
     ddf = _check_ddf(ddf)
+    if include_border:
+        ddf = _odd_extension(ddf, 2)
     d_1, d_2, d_3 = _central_differences(ddf)
     d_11, d_12, d_13 = _central_differences(d_1)
     _, d_22, d_23 = _central_differences(d_2)
@@ -698,26 +738,34 @@ def bending_energy(ddf) -> tf.Tensor:
     return tf.reduce_mean(energy, axis=[1, 2, 3, 4])
 
 
-def gradient_norm(ddf, norm: str = "l2") -> tf.Tensor:
+def gradient_norm(ddf, norm: str = "l2", include_border: bool = False) -> tf.Tensor:
     r"""Mean L1 or squared-L2 norm of the displacement gradient.
 
     .. math:: G_{L2} = \frac{1}{3N}\sum_v \sum_{c,i} (\partial_i u_c)^2,\qquad
               G_{L1} = \frac{1}{3N}\sum_v \sum_{c,i} |\partial_i u_c|
 
     (mean over voxels and the three components, summed over the three
-    directions), with central differences on the interior. A constant field (a
-    translation) has 0; the field ``u = x A`` has ``G_{L2} = \sum A_{ij}^2 / 3``.
+    directions). A constant field (a translation) has 0; the field ``u = x A``
+    has ``G_{L2} = \sum A_{ij}^2 / 3``.
 
     Parameters
     ----------
     ddf : tensor ``(batch, d1, d2, d3, 3)`` in voxels.
     norm : {"l1", "l2"}
+    include_border : bool
+        ``False`` (default): central differences on the interior (derivatives
+        are not evaluated at the outer voxel of each side). ``True``: the field
+        is extended by 1 voxel by odd reflection (linear extrapolation), so
+        derivatives are evaluated at every voxel, equal to
+        :func:`numpy.gradient`'s (one-sided at the two ends); mean over all voxels.
 
     Returns ``(batch,)``.
     """
     ddf = _check_ddf(ddf)
     if norm not in ("l1", "l2"):
         raise ValueError(f"`norm` is {norm!r}; it needs to be 'l1' or 'l2'.")
+    if include_border:
+        ddf = _odd_extension(ddf, 1)
     derivatives = tf.stack(_central_differences(ddf), axis=-1)  # (..., component, direction)
     per_voxel = tf.abs(derivatives) if norm == "l1" else tf.square(derivatives)
     return tf.reduce_mean(tf.reduce_sum(per_voxel, axis=-1), axis=[1, 2, 3, 4])
