@@ -78,11 +78,8 @@ def test_jacobian_of_quadratic_field_and_folding_match_analytic_values():
     size, a = (12, 6, 6), 0.1
     ddf = quadratic_ddf(size, a)
     det = metrics.jacobian_determinant(ddf)
-    # d(u_1)/d(x_1) = -2 a x_1 inside; one-sided at the two outer planes:
-    # u(1) - u(0) = -a and u(11) - u(10) = -21 a
-    slope = -2 * a * np.arange(12.0)
-    slope[0], slope[-1] = -a, -21 * a
-    expected = np.broadcast_to((1 + slope)[:, None, None], size)
+    # second-order differences are exact for a quadratic, the outer planes included
+    expected = np.broadcast_to((1 - 2 * a * np.arange(12.0))[:, None, None], size)
     np.testing.assert_allclose(det, expected, atol=1e-5)  # borders included
     assert metrics.folding_fraction(ddf) == pytest.approx(7 / 12)  # x1 = 5 .. 11
     assert metrics.folding_fraction(ddf, margin=2) == pytest.approx(5 / 8)  # x1 = 5 .. 9 of 2 .. 9
@@ -145,7 +142,7 @@ def test_affine_residual_zero_for_exact_inverse_and_grows_otherwise():
         (lambda: metrics.binary_dice(np.zeros((1, 4, 4, 4)), np.zeros((1, 4, 4, 4))), "`fixed` has shape (1, 4, 4, 4)"),
         (lambda: metrics.binary_dice(np.zeros((4, 4, 4)), np.zeros((4, 4, 5))), "same grid"),
         (lambda: metrics.jacobian_determinant(np.zeros((4, 4, 4, 2))), "`ddf` has shape (4, 4, 4, 2)"),
-        (lambda: metrics.jacobian_determinant(np.zeros((4, 1, 4, 3))), "at least 2 voxels per axis"),
+        (lambda: metrics.jacobian_determinant(np.zeros((4, 2, 4, 3))), "at least 3 voxels per axis"),
         (lambda: metrics.jacobian_determinant(np.full((4, 4, 4, 3), np.nan)), "non-finite"),
         (lambda: metrics.binary_dice(np.zeros((4, 4, 4)), np.full((4, 4, 4), 255)), "`warped` has values in [255, 255]"),
         (lambda: metrics.hausdorff_distance(np.arange(64.0).reshape(4, 4, 4), np.zeros((4, 4, 4))), "(label == k)"),

@@ -206,9 +206,9 @@ def _ddf_array(ddf, name: str = "ddf") -> np.ndarray:
     if not np.issubdtype(field.dtype, np.number):
         raise ValueError(f"`{name}` has dtype {field.dtype}; it needs a numeric dtype.")
     field = field.astype(np.float64)
-    if min(field.shape[-4:-1]) < 2:
+    if min(field.shape[-4:-1]) < 3:
         raise ValueError(
-            f"`{name}` has shape {field.shape}; derivatives need at least 2 voxels per axis."
+            f"`{name}` has shape {field.shape}; derivatives need at least 3 voxels per axis."
         )
     if not np.all(np.isfinite(field)):
         raise ValueError(f"`{name}` has non-finite values (NaN or inf).")
@@ -219,18 +219,19 @@ def jacobian_determinant(ddf) -> np.ndarray:
     """Determinant of the Jacobian of the transform ``x -> x + ddf(x)``.
 
     The DDF is differentiated as a field everywhere, borders included:
-    :func:`numpy.gradient` (central differences inside, one-sided differences on
-    the outer voxels), in voxel units, as the training-time
-    :func:`~tutorial_utils.register.folding_penalty` does. Linear fields are
-    differentiated exactly, so an affine DDF ``u(x) = x A + b`` gives
-    ``det(I + A)`` at every voxel, the outer ones included. A value of 1
+    ``numpy.gradient(..., edge_order=2)`` (central differences inside,
+    second-order one-sided differences on the outer voxels), in voxel units, as
+    the training-time :func:`~tutorial_utils.register.folding_penalty` does.
+    Fields up to quadratic in position are differentiated exactly, so an affine
+    DDF ``u(x) = x A + b`` gives ``det(I + A)`` at every voxel, the outer ones
+    included. A value of 1
     means no local volume change, below 1 compression, above 1 expansion, and
     ``<= 0`` folding (the transform is not invertible there).
 
     Parameters
     ----------
     ddf : array ``(batch, d1, d2, d3, 3)`` or ``(d1, d2, d3, 3)``, in voxels
-        At least 2 voxels per axis; any numeric dtype.
+        At least 3 voxels per axis; any numeric dtype.
 
     Returns
     -------
@@ -249,7 +250,7 @@ def jacobian_determinant(ddf) -> np.ndarray:
     dets = []
     for single in batched:
         # jac[..., c, i] = d u_c / d x_i
-        jac = np.stack(np.gradient(single, axis=(0, 1, 2)), axis=-1)
+        jac = np.stack(np.gradient(single, axis=(0, 1, 2), edge_order=2), axis=-1)
         dets.append(np.linalg.det(jac + np.eye(3)))
     dets = np.stack(dets).astype(np.float32)
     return dets if np.ndim(ddf) == 5 else dets[0]
