@@ -78,10 +78,8 @@ def test_jacobian_of_quadratic_field_and_folding_match_analytic_values():
     size, a = (12, 6, 6), 0.1
     ddf = quadratic_ddf(size, a)
     det = metrics.jacobian_determinant(ddf)
-    # d(u_1)/d(x_1) = -2 a x_1 at every voxel: the second-order one-sided stencil at
-    # the two outer planes is exact for a quadratic field, like the central one inside
-    slope = -2 * a * np.arange(12.0)
-    expected = np.broadcast_to((1 + slope)[:, None, None], size)
+    # second-order differences are exact for a quadratic, the outer planes included
+    expected = np.broadcast_to((1 - 2 * a * np.arange(12.0))[:, None, None], size)
     np.testing.assert_allclose(det, expected, atol=1e-5)  # borders included
     assert metrics.folding_fraction(ddf) == pytest.approx(7 / 12)  # x1 = 5 .. 11
     assert metrics.folding_fraction(ddf, margin=2) == pytest.approx(5 / 8)  # x1 = 5 .. 9 of 2 .. 9

@@ -319,3 +319,9 @@ def test_register_nonrigid_refuses_a_wrong_schedule():
         register.register_nonrigid(fixed=volume, moving=volume, initial_theta=np.eye(3))
     with pytest.raises(ValueError, match="`moving` has shape"):
         register.register_nonrigid(fixed=volume, moving=volume[:, :4])
+
+
+def test_run_steps_stops_with_a_message_when_the_loss_is_not_finite():
+    values = iter([1.0, float("nan")])
+    with pytest.raises(FloatingPointError, match="step 1 returned non-finite values"):
+        register.run_steps(lambda: next(values), 5, progress=False)

@@ -221,10 +221,10 @@ def jacobian_determinant(ddf) -> np.ndarray:
     The DDF is differentiated as a field everywhere, borders included:
     ``numpy.gradient(..., edge_order=2)`` (central differences inside,
     second-order one-sided differences on the outer voxels), in voxel units, as
-    the optimisation-time :func:`~tutorial_utils.register.folding_penalty` and
-    the border-aware penalties of :mod:`~tutorial_utils.losses` do. Linear and
-    quadratic fields are differentiated exactly, so an affine DDF ``u(x) = x A + b`` gives
-    ``det(I + A)`` at every voxel, the outer ones included. A value of 1
+    the training-time :func:`~tutorial_utils.register.folding_penalty` does.
+    Fields up to quadratic in position are differentiated exactly, so an affine
+    DDF ``u(x) = x A + b`` gives ``det(I + A)`` at every voxel, the outer ones
+    included. A value of 1
     means no local volume change, below 1 compression, above 1 expansion, and
     ``<= 0`` folding (the transform is not invertible there).
 

@@ -709,6 +709,7 @@ def run_steps(
     >>> result["iterations"], result["history"]["total"]
     (4, [10.0, 9.0, 8.0, 7.0])
     """
+    import math
     import time
 
     from .progress import progress_bar
@@ -728,6 +729,14 @@ def run_steps(
             if len(out) != len(names):
                 raise ValueError(f"`step` returned {len(out)} values but `names` has {len(names)}: {names}.")
             values = {name: float(value) for name, value in zip(names, out)}
+            if not all(math.isfinite(value) for value in values.values()):
+                raise FloatingPointError(
+                    f"step {index} returned non-finite values {values}. Inside a compiled step "
+                    "a loss whose inputs are outside its value range (MI's [0, 1] intensities, "
+                    "[0, 1] labels) gives NaN instead of raising: call the loss once outside "
+                    "the step to see the message, or rescale the images to [0, 1]; otherwise "
+                    "lower the learning rate."
+                )
             for name in names:
                 history[name].append(values[name])
             taken = index + 1
