@@ -966,10 +966,10 @@ def register_nonrigid(
     learning_rate: float = 0.1,
     image_loss: str = "lncc",
     deform_loss: str = "bending",
-    deform_weight: float = 10.0,
+    deform_weight: float = 5.0,
     include_border: bool = True,
     velocity: bool = False,
-    fold_weight: float = 0.0,
+    fold_weight: float = 10.0,
     seed: int = 0,
     progress: bool = True,
 ) -> Dict[str, object]:
@@ -1001,7 +1001,8 @@ def register_nonrigid(
         the field there (e.g. to skip the costly full resolution).
     learning_rate, image_loss, deform_loss, deform_weight, velocity, fold_weight
         As in :func:`make_ddf_step`, the same at every level (the penalty is in
-        each level's voxels).
+        each level's voxels). The defaults (bending 5 at every voxel, folding
+        hinge 10) are chapter 4's measured recipe: Dice 0.809, no folding.
     include_border : bool
         Penalise the deformation at the border too (default; see
         :func:`~tutorial_utils.losses.bending_energy`).
