@@ -38,6 +38,8 @@ def _import_tensorflow_quietly():
         import tensorflow  # noqa: F401
 
         tensorflow.constant(0.0) + 0.0  # the first op prints a second round of notes
+        # the first XLA compilation prints a third ("XLA service ... initialized")
+        tensorflow.function(lambda x: x + 1.0, jit_compile=True)(tensorflow.constant(0.0))
     finally:
         _os.dup2(saved, 2)
         _os.close(saved)
