@@ -52,7 +52,7 @@ def warm_up_elastix():
 def seed_affine(fixed, moving, iterations):
     """Chapter 3's original loop: SSD on the whole grid, Adam 0.01, fixed count."""
     start = time.perf_counter()
-    step, theta = register.make_affine_step(fixed, moving, 0.01, "ssd")
+    step, theta = register.make_affine_step(fixed=fixed, moving=moving, learning_rate=0.01, loss_name="ssd")
     register.run_steps(step, iterations, progress=False)
     return theta.numpy(), time.perf_counter() - start
 
@@ -107,7 +107,7 @@ def prostate_task(quick):
         rows[method] = emit({"task": "prostate", "method": method, "seconds": seconds, **scores})
 
     # chapter 4's seed recipe: LNCC + 1.0 x bending, Adam 0.1, 3001 iterations
-    result = register.register_ddf(fixed[None], moving[None], 300 if quick else 3001, progress=False,
+    result = register.register_ddf(fixed=fixed[None], moving=moving[None], iterations=300 if quick else 3001, progress=False,
                                    learning_rate=0.1, image_loss="lncc", deform_loss="bending",
                                    deform_weight=1.0, seed=SEED)
     record("seed recipe", result["ddf"], result["seconds"])

@@ -53,8 +53,8 @@ def main():
     loc = warp.warp_grid(warp.get_reference_grid(fixed.shape[1:4]), theta_true)
     moving = warp.resample(fixed, loc)
     scipy_affine = scipy_resample_seconds(ct["image"], loc[0], args.repeats)
-    step_xla, _ = register.make_affine_step(fixed, moving, 0.01, "ssd", jit_compile=True)
-    step_eager, _ = register.make_affine_step(fixed, moving, 0.01, "ssd", jit_compile=False)
+    step_xla, _ = register.make_affine_step(fixed=fixed, moving=moving, learning_rate=0.01, loss_name="ssd", jit_compile=True)
+    step_eager, _ = register.make_affine_step(fixed=fixed, moving=moving, learning_rate=0.01, loss_name="ssd", jit_compile=False)
     affine_xla = seconds_per_call(step_xla, args.repeats)
     affine_graph = seconds_per_call(step_eager, args.repeats)
 
@@ -62,11 +62,11 @@ def main():
     mr = data.load_prostate_mr()
     fixed_mr = tf.constant(mr["fixed_image"][None])
     moving_mr = tf.constant(mr["moving_image"][None])
-    step_xla, field, _ = register.make_ddf_step(fixed_mr, moving_mr, seed=0, jit_compile=True)
+    step_xla, field, _ = register.make_ddf_step(fixed=fixed_mr, moving=moving_mr, seed=0, jit_compile=True)
     nonrigid_xla = seconds_per_call(step_xla, args.repeats)
     grid = warp.get_reference_grid(fixed_mr.shape[1:4]).numpy()
     scipy_nonrigid = scipy_resample_seconds(mr["moving_image"], grid + field.numpy()[0], args.repeats)
-    step_eager, _, _ = register.make_ddf_step(fixed_mr, moving_mr, seed=0, jit_compile=False)
+    step_eager, _, _ = register.make_ddf_step(fixed=fixed_mr, moving=moving_mr, seed=0, jit_compile=False)
     nonrigid_graph = seconds_per_call(step_eager, args.repeats)
 
     rows = [

@@ -36,7 +36,7 @@ def _batched_pair(fixed, moving):
 
 
 def make_affine_step(
-    fixed, moving, learning_rate: float = 0.01, loss_name: str = "ssd", jit_compile: bool = True
+    *, fixed, moving, learning_rate: float = 0.01, loss_name: str = "ssd", jit_compile: bool = True
 ) -> Tuple[Callable[[], tf.Tensor], tf.Variable]:
     """An Adam step that moves a 12-parameter affine to align ``moving`` to ``fixed``.
 
@@ -505,6 +505,7 @@ def register_affine(
 
 
 def make_ddf_step(
+    *,
     fixed,
     moving,
     learning_rate: float = 0.1,
@@ -756,6 +757,7 @@ def run_steps(
 
 
 def register_ddf(
+    *,
     fixed,
     moving,
     iterations: int,
@@ -782,7 +784,7 @@ def register_ddf(
         ``seconds``: wall time of the loop, compilation included;
         ``step_seconds``: time per step after the first (compiled) one.
     """
-    step, _, get_ddf = make_ddf_step(fixed, moving, **step_options)
+    step, _, get_ddf = make_ddf_step(fixed=fixed, moving=moving, **step_options)
     result = run_steps(step, iterations, names=("total", "image", "deform"),
                        progress=progress, description=description)
     return {"ddf": get_ddf().numpy(), **result}
@@ -1046,8 +1048,9 @@ def register_nonrigid(
             level_seconds.append(0.0)
             continue
         step, variable, _ = make_ddf_step(
-            fixed_levels[level], moving_levels[level], learning_rate, image_loss,
-            deform_loss, deform_weight, velocity, seed=seed, include_border=include_border,
+            fixed=fixed_levels[level], moving=moving_levels[level],
+            learning_rate=learning_rate, image_loss=image_loss, deform_loss=deform_loss,
+            deform_weight=deform_weight, velocity=velocity, seed=seed, include_border=include_border,
             initial_field=field, fold_weight=fold_weight,
             base_ddf=None if initial_theta is None else _affine_ddf_on_level(
                 initial_theta, size, level_size))
