@@ -2,18 +2,34 @@
 
 Modules, one concern each:
 
-- :mod:`tutorial_utils.warp`     grids, affine transforms, resampling, the ``Warping`` layer, velocity fields
-- :mod:`tutorial_utils.losses`   intensity, label and deformation losses, and their dispatchers
-- :mod:`tutorial_utils.metrics`  evaluation: Dice, Hausdorff, Jacobian determinant, affine residual
-- :mod:`tutorial_utils.data`     the data manifest, verified downloads, loaders
-- :mod:`tutorial_utils.viz`      the plots and the slice viewer the chapters share (its static
+- :mod:`tutorial_utils.warp`       grids, affine transforms, resampling, ``warp``, the ``Warping`` layer,
+  field composition, velocity fields
+- :mod:`tutorial_utils.losses`     intensity, label and deformation losses; the one lookup ``get_loss``
+- :mod:`tutorial_utils.metrics`    evaluation: Dice, Hausdorff, Jacobian determinant, folding,
+  affine residual, ``evaluate_registration``
+- :mod:`tutorial_utils.register`   classical registration: the loop driver ``run_steps``, the steps,
+  the pyramid, ``register_affine``, ``register_nonrigid``
+- :mod:`tutorial_utils.classical`  the established tools (elastix, scikit-image) in the course's conventions
+- :mod:`tutorial_utils.network`, :mod:`tutorial_utils.training`  the learned registration of chapter 5
+- :mod:`tutorial_utils.data`       the data manifest, verified downloads, loaders
+- :mod:`tutorial_utils.viz`        the plots and the slice viewer the chapters share (its static
   HTML/JavaScript lives in ``tutorial_utils/templates``)
-- :mod:`tutorial_utils.config`   quick mode and seeds
+- :mod:`tutorial_utils.progress`   progress bars whose final state survives notebook execution
+- :mod:`tutorial_utils.exercises`  exercise checks and hints
+- :mod:`tutorial_utils.config`     quick mode and seeds
+
+**Fixed first, everywhere.** Every function that takes both a fixed and a moving
+image (or label) takes them by keyword only: ``fixed=``, ``moving=`` (and
+``fixed_label=``, ``moving_label=``), so a swapped pair is an error, not a silent
+wrong answer. Functions that compare the fixed image with the warped moving one
+(losses, metrics) take ``(fixed, warped)``, fixed first. A DDF lives on the fixed
+image's grid and points into the moving image: ``warped = warp.warp(moving, ddf)``.
 
 TensorFlow is imported only by the modules that compute with it (``warp``,
-``losses``, ``metrics``' Jacobian helpers, ``register``, ``network``,
-``training``), quietly, through the private ``_tf`` module; ``data``, ``viz``,
-``exercises``, ``config`` and ``progress`` work without it.
+``losses``, ``register``, ``network``, ``training``, and ``metrics``, which
+warps labels with ``warp``), quietly, through the private ``_tf`` module;
+``data``, ``viz``, ``classical``, ``exercises``, ``config`` and ``progress``
+work without it.
 
 No function changes global state a notebook relies on (NumPy's, Python's or
 TensorFlow's global random generators, matplotlib's rcParams, the working
