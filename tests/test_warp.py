@@ -356,3 +356,14 @@ def test_wrong_input_names_argument_and_shape(call, message):
     with pytest.raises(ValueError) as error:
         call()
     assert message in str(error.value)
+
+
+def test_non_finite_locations_get_a_clear_error():
+    """A NaN displacement used to reach the gather as index -2**31 (a TensorFlow crash)."""
+    velocity = np.zeros((1, 16, 8, 10, 3), np.float32)
+    velocity[...] = [1.5, -0.5, 0.75]
+    velocity[0, 3, 3, 3, 0] = np.nan
+    with pytest.raises(ValueError, match="non-finite values"):
+        warp.integrate_velocity(velocity)
+    with pytest.raises(ValueError, match="non-finite values"):
+        warp.warp(np.ones((1, 16, 8, 10), np.float32), velocity)

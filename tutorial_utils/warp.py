@@ -254,6 +254,12 @@ def resample(vol, loc, mode: str = "constant") -> tf.Tensor:
         raise ValueError(
             f"`loc` has shape {loc_shape}; its last axis must hold 3 voxel coordinates."
         )
+    if tf.executing_eagerly() and not bool(tf.reduce_all(tf.math.is_finite(loc))):
+        raise ValueError(
+            "`loc` (the sampling locations, e.g. grid + ddf) has non-finite values (NaN "
+            "or inf): check the DDF or affine that produced them (a diverged optimisation "
+            "gives NaN; lower its learning rate)."
+        )
     has_channels = len(vol_shape) == 5
     if not has_channels:
         vol = vol[..., None]
