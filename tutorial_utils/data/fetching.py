@@ -132,6 +132,15 @@ def _temporary_file(final: Path) -> Iterator[Path]:
             os.unlink(part)
 
 
+def _same_file(path: Path, seen: os.stat_result) -> bool:
+    """Whether ``path`` is still the file ``seen`` (same device and inode; True if it cannot be told)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return True
+    return (info.st_dev, info.st_ino) == (seen.st_dev, seen.st_ino)
+
+
 def _discard(path: Path, entry: dict, seen: os.stat_result) -> Tuple[str, Optional[Path]]:
     """Delete the rejected cached copy at ``path`` (the file ``seen`` by stat), safely
     against another process that replaced it with a verified copy meanwhile:
@@ -143,8 +152,7 @@ def _discard(path: Path, entry: dict, seen: os.stat_result) -> Tuple[str, Option
         return "already removed by another process", None
     except OSError as error:
         return f"could not be deleted ({_describe(error)})", None
-    moved = os.stat(aside)
-    if (moved.st_dev, moved.st_ino) != (seen.st_dev, seen.st_ino) and _examine(aside, entry)[0] == "ok":
+    if not _same_file(aside, seen) and _examine(aside, entry)[0] == "ok":
         with suppress(OSError):  # another process's verified copy: put it back
             os.replace(aside, path)
             return "replaced meanwhile by another process's verified copy", path
