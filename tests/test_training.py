@@ -27,7 +27,7 @@ def pairs(count=4):
     return data.LungPairs(fixed_images=a["fixed"], moving_images=a["moving"],
                           fixed_labels=a["fixed_label"], moving_labels=a["moving_label"],
                           cases=[f"case_{i:03d}" for i in range(count)], spacing=(1.0, 1.0, 1.0),
-                          orientation="LPS", is_standin=True, name="synthetic")
+                          orientation="LPS", is_standin=True)
 
 
 def test_combined_loss_weights_each_term_from_get_loss():

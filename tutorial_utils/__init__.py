@@ -11,12 +11,13 @@ Modules, one concern each:
   the pyramid, ``register_affine``, ``register_nonrigid``
 - :mod:`tutorial_utils.classical`  the established tools (elastix, scikit-image) in the course's conventions
 - :mod:`tutorial_utils.network`, :mod:`tutorial_utils.training`  the learned registration of chapter 5
-- :mod:`tutorial_utils.data`       the data manifest, verified downloads, loaders
+- :mod:`tutorial_utils.data`       the data manifest, verified downloads, loaders, the lung stand-in (a package:
+  ``manifest``, ``fetching``, ``loaders``, ``standin``, ``cli``)
 - :mod:`tutorial_utils.viz`        the plots and the slice viewer the chapters share (its static
   HTML/JavaScript lives in ``tutorial_utils/templates``)
 - :mod:`tutorial_utils.progress`   progress bars whose final state survives notebook execution
 - :mod:`tutorial_utils.exercises`  exercise checks and hints
-- :mod:`tutorial_utils.config`     quick mode and seeds
+- :mod:`tutorial_utils.config`     the run-time switches (``TUTORIAL_QUICK``, ``TUTORIAL_LUNG_STANDIN``), read strictly, and seeds
 
 **Fixed first, everywhere.** Every function that takes both a fixed and a moving
 image (or label) takes them by keyword only: ``fixed=``, ``moving=`` (and

@@ -1,8 +1,18 @@
-"""Run-time settings the notebooks share: quick mode and seeds.
+"""Run-time settings the notebooks share: the run-time switches and seeds.
 
-Quick mode (``TUTORIAL_QUICK=1``) cuts iteration counts (and, where a chapter
-says so, image sizes) so that every notebook runs in CI in minutes. It still uses
-real data and runs every cell; the chapters print which mode they are in.
+Every run-time switch is read here and nowhere else, strictly: ``1``, ``true``,
+``yes``, ``on`` turn it on; ``0``, ``false``, ``no``, ``off``, empty or unset turn
+it off (any case, surrounding spaces ignored); anything else raises a ValueError
+naming the variable, the value found and the accepted values, so a typo is never
+silently read as "off".
+
+- ``TUTORIAL_QUICK`` (:func:`is_quick`): quick mode cuts iteration counts (and,
+  where a chapter says so, image sizes) so that every notebook runs in CI in
+  minutes. It still uses real data and runs every cell; the chapters print which
+  mode they are in.
+- ``TUTORIAL_LUNG_STANDIN`` (:func:`lung_standin`): chapter 5 uses the labelled
+  lung stand-in (CT-like images synthesised from the real lung masks) instead of
+  the real CT. Never chosen automatically.
 """
 from __future__ import annotations
 
@@ -11,21 +21,51 @@ import random
 
 import numpy as np
 
-__all__ = ["is_quick", "pick", "set_seed", "describe_mode", "QUICK_ENV"]
+__all__ = ["is_quick", "lung_standin", "switch", "pick", "set_seed", "describe_mode", "QUICK_ENV",
+           "LUNG_STANDIN_ENV"]
 
 QUICK_ENV = "TUTORIAL_QUICK"
+LUNG_STANDIN_ENV = "TUTORIAL_LUNG_STANDIN"
+_ON = ("1", "true", "yes", "on")
+_OFF = ("0", "false", "no", "off", "")
+
+
+def switch(name: str) -> bool:
+    """The on/off run-time switch in environment variable ``name``, read strictly.
+
+    On: ``1``, ``true``, ``yes``, ``on``; off: ``0``, ``false``, ``no``, ``off``,
+    empty or unset (any case, surrounding spaces ignored).
+
+    Raises
+    ------
+    ValueError
+        For any other value, naming the variable, the value and the accepted values.
+
+    >>> switch("TUTORIAL_SURELY_UNSET_VARIABLE")
+    False
+    """
+    raw = os.environ.get(name, "")
+    value = raw.strip().lower()
+    if value in _ON:
+        return True
+    if value in _OFF:
+        return False
+    raise ValueError(
+        f"The environment variable {name} is {raw!r}, which is not an on/off value: use one of "
+        f"{', '.join(_ON)} for on, or one of {', '.join(v for v in _OFF if v)}, empty or unset for off "
+        "(any case)."
+    )
 
 
 def is_quick() -> bool:
-    """True when the environment variable ``TUTORIAL_QUICK`` is set to 1/true/yes."""
-    value = os.environ.get(QUICK_ENV, "").strip().lower()
-    if value in ("", "0", "false", "no"):
-        return False
-    if value in ("1", "true", "yes"):
-        return True
-    raise ValueError(
-        f"{QUICK_ENV}={value!r} is not understood; set it to 1 for quick mode or 0 (or unset it) for full mode."
-    )
+    """True when quick mode is on: ``TUTORIAL_QUICK`` read by :func:`switch`."""
+    return switch(QUICK_ENV)
+
+
+def lung_standin() -> bool:
+    """True when chapter 5 is asked to use the lung stand-in: ``TUTORIAL_LUNG_STANDIN``
+    read by :func:`switch`. Pass it on: ``data.load_lung_pairs(..., standin=lung_standin())``."""
+    return switch(LUNG_STANDIN_ENV)
 
 
 def pick(full, quick):
