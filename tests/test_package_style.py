@@ -15,6 +15,7 @@ TENSORFLOW_FREE = [
     "tutorial_utils.viz.orientation",
     "tutorial_utils.viz.figures",
     "tutorial_utils.viz.viewer",
+    "tutorial_utils.viz.notices",
     "tutorial_utils.exercises",
     "tutorial_utils.config",
     "tutorial_utils.progress",

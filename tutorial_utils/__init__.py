@@ -12,8 +12,8 @@ Modules, one concern each:
 - :mod:`tutorial_utils.classical`  the established tools (elastix, scikit-image) in the course's conventions
 - :mod:`tutorial_utils.network`, :mod:`tutorial_utils.training`  the learned registration of chapter 5
 - :mod:`tutorial_utils.data`       the data manifest, verified downloads, loaders
-- :mod:`tutorial_utils.viz`        the plots and the slice viewer the chapters share; a
-  package: ``viz.orientation``, ``viz.figures``, ``viz.viewer``, every public name
+- :mod:`tutorial_utils.viz`        the plots, the slice viewer and notice boxes the chapters share; a
+  package: ``viz.orientation``, ``viz.figures``, ``viz.viewer``, ``viz.notices``, every public name
   importable from ``viz`` (the static HTML/JavaScript lives in ``tutorial_utils/templates``)
 - :mod:`tutorial_utils.progress`   progress bars whose final state survives notebook execution
 - :mod:`tutorial_utils.exercises`  exercise checks and hints

@@ -1,4 +1,4 @@
-"""Plots and the slice viewer the chapters share.
+"""Plots, the slice viewer and notice boxes the chapters share.
 
 One concern per module; every public name is importable from here
 (``viz.plot_slice(...)``, ``viz.show_volumes(...)``):
@@ -10,6 +10,7 @@ One concern per module; every public name is importable from here
 - :mod:`~tutorial_utils.viz.viewer`       the slice viewer, :func:`show_volumes`: a live
   widget and a self-contained HTML slider (its HTML/JavaScript lives in
   ``tutorial_utils/templates``)
+- :mod:`~tutorial_utils.viz.notices`      :func:`notice`, a colour-blind-safe warning box
 
 Figures and the viewer take plain ``(d1, d2, d3)`` NumPy arrays (a DDF
 ``(d1, d2, d3, 3)``, in voxels). Give ``orientation=`` (a loader's 3-letter code)
@@ -21,6 +22,7 @@ from ._common import LABEL_COLOUR  # noqa: F401  (importable as before, not in _
 from .figures import (OVERLAY_COLOURS, overlay_rgb, plot_checkerboard, plot_deformed_grid, plot_difference,
                       plot_grid_3d, plot_jacobian, plot_loss_curves, plot_montage, plot_overlay,
                       plot_registration_rows, plot_slice, plot_training_schematic)
+from .notices import NOTICE_KINDS, Notice, notice
 from .orientation import ANATOMY, VIEWS, Plane, check_orientation, opening_slice, plane_for
 from .viewer import SliceViewer, show_volumes
 
@@ -46,4 +48,7 @@ __all__ = [
     "Plane",
     "plane_for",
     "opening_slice",
+    "notice",
+    "Notice",
+    "NOTICE_KINDS",
 ]
