@@ -13,8 +13,9 @@ Modules, one concern each:
 - :mod:`tutorial_utils.network`, :mod:`tutorial_utils.training`  the learned registration of chapter 5
 - :mod:`tutorial_utils.data`       the data manifest, verified downloads, loaders, the lung stand-in (a package:
   ``manifest``, ``fetching``, ``loaders``, ``standin``, ``cli``)
-- :mod:`tutorial_utils.viz`        the plots and the slice viewer the chapters share (its static
-  HTML/JavaScript lives in ``tutorial_utils/templates``)
+- :mod:`tutorial_utils.viz`        the plots, the slice viewer and notice boxes the chapters share; a
+  package: ``viz.orientation``, ``viz.figures``, ``viz.viewer``, ``viz.notices``, every public name
+  importable from ``viz`` (the static HTML/JavaScript lives in ``tutorial_utils/templates``)
 - :mod:`tutorial_utils.progress`   progress bars whose final state survives notebook execution
 - :mod:`tutorial_utils.exercises`  exercise checks and hints
 - :mod:`tutorial_utils.config`     the run-time switches (``TUTORIAL_QUICK``, ``TUTORIAL_LUNG_STANDIN``), read strictly, and seeds
