@@ -103,6 +103,7 @@ LABEL = (VOLUME > 0.7).astype(np.float32)
 DDF = RNG.normal(0, 0.5, (12, 14, 16, 3)).astype(np.float32)
 
 VIZ_CALLS = {
+    "notice": lambda: viz.notice("t", "x")._repr_html_(),
     "overlay_rgb": lambda: viz.overlay_rgb(LABEL, LABEL[::-1]),
     "plot_overlay": lambda: viz.plot_overlay(fixed_label=LABEL, warped_label=LABEL[::-1],
                                                 orientation="LPS"),
