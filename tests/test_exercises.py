@@ -111,3 +111,115 @@ def test_hints_advance(capsys):
     first = exercises.hint("2.1")
     second = exercises.hint("2.1")
     assert first != second and "Hint 2/" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- right forms and common slips
+# Each exercise: answers that must pass (every right form) and plausible wrong ones that must fail,
+# written here from the exercise's text (independent of the checks' own references).
+def _square(theta):
+    return np.concatenate([np.asarray(theta, np.float64), [[0.0], [0.0], [0.0], [1.0]]], axis=1)
+
+
+def _dice(a, b, threshold=0.5, factor=2.0, empty=1.0):
+    a, b = np.asarray(a) > threshold, np.asarray(b) > threshold
+    total = a.sum() + b.sum()
+    return empty if total == 0 else factor * np.logical_and(a, b).sum() / total
+
+
+PAYOFF = {"training_seconds": 600.0, "optimisation_seconds": 15.0, "forward_seconds": 0.05}
+SWEEP = CONTEXT["4.2"]
+ANSWERS = {
+    "1.1": ([lambda s, v: np.broadcast_to(np.asarray(v, np.float32), tuple(s) + (3,)).copy(),
+             lambda s, v: np.zeros(tuple(s) + (3,)) + np.asarray(v, np.float64)],
+            [lambda s, v: -np.broadcast_to(np.asarray(v, np.float64), tuple(s) + (3,)),  # sign
+             lambda s, v: np.broadcast_to(np.asarray(v, np.float64)[::-1], tuple(s) + (3,)),  # axis order
+             lambda s, v: np.moveaxis(np.broadcast_to(np.asarray(v, np.float64), tuple(s) + (3,)), -1, 0)]),
+    "1.2": ([128 * 128 * 37 * 3, 1818624.0],
+            [128 * 128 * 37, 128 * 128 * 36 * 3, 127 * 127 * 36 * 3, 12, 128 * 128 * 37 * 2]),
+    "1.3": (["b", " B "], ["a", "c"]),
+    "2.1": ([lambda f, w: np.mean((np.asarray(f) - w) ** 2, axis=tuple(range(1, np.ndim(f)))),
+             lambda f, w: np.mean((np.asarray(w) - f) ** 2, axis=tuple(range(1, np.ndim(f)))).astype(np.float32)],
+            [lambda f, w: np.sum((np.asarray(f) - w) ** 2, axis=tuple(range(1, np.ndim(f)))),  # sum
+             lambda f, w: np.sqrt(np.mean((np.asarray(f) - w) ** 2, axis=tuple(range(1, np.ndim(f))))),
+             lambda f, w: np.mean((np.asarray(f) - w) ** 2),  # over the batch too
+             lambda f, w: np.mean((np.asarray(f) - w) ** 2, axis=(1, 2, 3)),  # forgets the channel axis
+             lambda f, w: np.mean(np.abs(np.asarray(f) - w), axis=tuple(range(1, np.ndim(f))))]),
+    "2.2": ([_dice, lambda a, b: float(_dice(a, b))],
+            [lambda a, b: _dice(a, b, factor=1.0),  # forgets the 2
+             lambda a, b: _dice(a, b, empty=0.0),  # two empty labels
+             lambda a, b: _dice(a, b, threshold=0.0),  # no threshold
+             lambda a, b: 2 * np.sum(np.asarray(a) * b) / (np.sum(a) + np.sum(b) + 1e-9)]),  # soft Dice
+    "2.3": (["a"], ["b", "c"]),
+    "3.1": ([lambda a, b: (_square(a) @ _square(b))[:, :3],
+             lambda a, b: np.vstack([a[:3] @ b[:3], a[3] @ b[:3] + b[3]])],
+            [lambda a, b: (_square(b) @ _square(a))[:, :3],  # b first
+             lambda a, b: np.vstack([a[:3] @ b[:3], a[3] + b[3]]),  # translation not carried through b
+             lambda a, b: (_square(a).T @ _square(b).T).T[:, :3]]),  # column-vector habits
+    "3.2": ([lambda t: np.linalg.inv(_square(t))[:, :3],
+             lambda t: np.vstack([np.linalg.inv(t[:3]), -t[3] @ np.linalg.inv(t[:3])])],
+            [lambda t: np.vstack([np.linalg.inv(t[:3]), -t[3]]),  # translation not through the inverse
+             lambda t: np.vstack([t[:3].T, -t[3] @ t[:3].T]),  # transpose: only for rotations
+             lambda t: np.vstack([np.linalg.inv(t[:3]).T, -t[3] @ np.linalg.inv(t[:3])]),  # transposed
+             lambda t: t]),
+    "3.3": (["c"], ["a", "b"]),
+    "4.1": ([lambda g: np.linalg.det(np.eye(3) + g), lambda g: np.linalg.det(np.eye(3) + np.asarray(g).T)],
+            [lambda g: np.linalg.det(g),  # forgets the identity
+             lambda g: np.linalg.det(np.eye(3) - g),  # sign
+             lambda g: 1 + np.trace(g)]),  # linearised
+    "4.2": ([1.0, 1], [0.0, 10.0, 5.0]),
+    "4.3": (["b"], ["a", "c"]),
+    "5.1": (["LossConfig(image_weight=0.0, label_weight=1.0, deform_weight=0.5)",
+             "LossConfig(image_weight=0, label_weight=2.0, deform_weight=1.0, label_loss='dice')"],
+            ["LossConfig()", "LossConfig(image_weight=1.0, label_weight=0.0)",
+             "LossConfig(image_weight=0.0, label_weight=1.0, deform_weight=0.0)"]),
+    "5.2": ([600 / 14.95, 600 / (15 - 0.05), PAYOFF["training_seconds"] / 14.95],
+            [600 / 15, 600 / 15.05, 14.95 / 600, 600 / 0.05, 41.0, 40.0, 40.1]),
+    "5.3": (["a"], ["b", "c"]),
+}
+CHECK_CONTEXT = {"4.2": SWEEP, "5.2": PAYOFF}
+
+
+def _materialise(ex_id, answer):
+    if ex_id == "5.1":
+        from tutorial_utils import training
+
+        return eval("training." + answer, {"training": training})
+    return answer
+
+
+def test_every_check_has_right_and_wrong_answers_listed():
+    assert sorted(ANSWERS) == sorted(exercises.EXERCISES)
+    for ex_id, (right, wrong) in ANSWERS.items():
+        assert right and len(wrong) >= 2, ex_id
+
+
+@pytest.mark.parametrize("ex_id", sorted(ANSWERS))
+def test_check_accepts_every_right_form(ex_id, capsys):
+    for answer in ANSWERS[ex_id][0]:
+        assert exercises.check(ex_id, _materialise(ex_id, answer), **CHECK_CONTEXT.get(ex_id, {})) is True
+
+
+@pytest.mark.parametrize("ex_id", sorted(ANSWERS))
+def test_check_rejects_the_common_slips(ex_id, capsys):
+    for answer in ANSWERS[ex_id][1]:
+        with pytest.raises(exercises.ExerciseFailed):
+            exercises.check(ex_id, _materialise(ex_id, answer), **CHECK_CONTEXT.get(ex_id, {}))
+        assert "Correct" not in capsys.readouterr().out, (ex_id, answer)
+
+
+def test_payoff_reported_case_and_its_slips_are_named():
+    # the reported input: 600 / 15 forgets the forward pass (right: 600 / 14.95 = 40.13)
+    with pytest.raises(exercises.ExerciseFailed, match="MINUS the forward pass"):
+        exercises.check("5.2", 600 / 15, **PAYOFF)
+    with pytest.raises(exercises.ExerciseFailed, match="added the forward pass"):
+        exercises.check("5.2", 600 / (15 + 0.05), **PAYOFF)
+    with pytest.raises(exercises.ExerciseFailed, match="inverse"):
+        exercises.check("5.2", 14.95 / 600, **PAYOFF)
+    # the chapter's own small ratio (forward / optimisation = 1.3e-4) still separates them
+    context = CONTEXT["5.2"]
+    right = context["training_seconds"] / (context["optimisation_seconds"] - context["forward_seconds"])
+    assert exercises.check("5.2", right, **context)
+    with pytest.raises(exercises.ExerciseFailed):
+        exercises.check("5.2", context["training_seconds"] / context["optimisation_seconds"], **context)
+    with pytest.raises(exercises.ExerciseFailed, match="never saves time"):
+        exercises.check("5.2", 1.0, training_seconds=10.0, optimisation_seconds=0.01, forward_seconds=0.05)

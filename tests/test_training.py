@@ -187,7 +187,7 @@ def test_fit_refuses_bad_inputs():
         training.fit(model, pairs(2), pairs(1), training.LossConfig(), epochs=1)
 
 
-def test_training_smoke_and_checkpoint_resume(tmp_path):
+def test_training_smoke_and_checkpoint_resume(tmp_path, monkeypatch):
     train, valid = pairs(4), pairs(1)
     config = training.LossConfig(label_scales=(0, 1))
     options = dict(train=train, valid=valid, config=config, batch_size=2, learning_rate=1e-2,
@@ -208,8 +208,118 @@ def test_training_smoke_and_checkpoint_resume(tmp_path):
     for restored, saved in zip(resumed.get_weights(), weights_after_one):
         np.testing.assert_array_equal(restored, saved)
 
-    history3 = training.fit(resumed, epochs=3, **options)
-    assert len(history3["train_total"]) == 3
-    assert history3["train_total"][-1] < history3["train_total"][0]
-    with pytest.raises(ValueError, match="holds 3 epochs, more than `epochs` = 2"):
-        training.fit(small_model(), epochs=2, **options)
+
+def interrupted_run(folder, monkeypatch, *, after, epochs, **options):
+    """fit(epochs=epochs) stopped (as by a kernel restart) once `after` epochs are saved."""
+    original, saves = training.TrainingCheckpoint.save, []
+
+    def save_then_stop(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        saves.append(1)
+        if len(saves) == after:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training.TrainingCheckpoint, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        training.fit(small_model(), epochs=epochs, checkpoint_dir=folder, progress=False, **options)
+    monkeypatch.undo()
+
+
+def test_a_matching_resume_continues_an_interrupted_run(tmp_path, monkeypatch):
+    options = dict(train=pairs(4), valid=pairs(1), config=training.LossConfig(label_scales=(0, 1)),
+                   batch_size=2, learning_rate=1e-2, seed=0)
+    folder = tmp_path / "run"
+    interrupted_run(folder, monkeypatch, after=1, epochs=3, **options)
+    saved = json.loads((folder / "history.json").read_text())["history"]
+    assert len(saved["train_total"]) == 1
+    history = training.fit(small_model(), epochs=3, checkpoint_dir=folder, progress=False, **options)
+    assert len(history["train_total"]) == 3, "the two missing epochs were trained"
+    assert history["train_total"][:1] == saved["train_total"]
+    assert history["train_total"][-1] < history["train_total"][0]
+
+
+@pytest.fixture(scope="module")
+def finished_combined_run(tmp_path_factory):
+    """A finished one-epoch combined run in a checkpoint folder, and the arguments it was run with."""
+    folder = tmp_path_factory.mktemp("checkpoints") / "lung"
+    options = dict(train=pairs(4), valid=pairs(1), config=training.LossConfig(label_scales=(0, 1)),
+                   epochs=1, batch_size=2, learning_rate=1e-2, augment_scale=0.05, seed=0)
+    tf.keras.utils.set_random_seed(0)
+    training.fit(small_model(), checkpoint_dir=folder, progress=False, **options)
+    return folder, options
+
+
+def test_a_weakly_supervised_fit_refuses_a_finished_combined_run(finished_combined_run):
+    """The reported case: it trained nothing and returned the combined run's history and weights."""
+    folder, options = finished_combined_run
+    weak = training.LossConfig(image_weight=0.0, label_weight=1.0, deform_weight=0.5, label_scales=(0, 1))
+    model = small_model()
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(ValueError, match=r"another run.*loss\.image_weight: saved 1\.0, asked 0\.0"
+                                         r".*checkpoint_folder\(name, fresh=True\)"):
+        training.fit(model, checkpoint_dir=folder, progress=False, **{**options, "config": weak})
+    for got, want in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(got, want)  # refused before restoring: the model is untouched
+
+
+def _pairs_of_size(count, shape=SIZE):
+    a = pairs(count)
+    if shape != SIZE:
+        volume = np.zeros((count,) + shape, np.float32)
+        return data.LungPairs(fixed_images=volume, moving_images=volume, fixed_labels=volume,
+                              moving_labels=volume, cases=a.cases, spacing=(1.0, 1.0, 1.0),
+                              orientation="LPS", is_standin=True, name="synthetic")
+    return a
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"config": training.LossConfig(label_scales=(0, 1), deform_weight=0.5)}, r"loss\.deform_weight"),
+    ({"config": training.LossConfig(label_scales=(0, 1, 2))}, r"loss\.label_scales"),
+    ({"config": training.LossConfig(label_scales=(0, 1), image_loss="lncc")}, r"loss\.image_loss"),
+    ({"model": lambda: build_registration_network(SIZE, initial_channels=2, levels=1)}, r"network\.parameters"),
+    ({"train": lambda: pairs(4)}, r"data\.train\.sha256"),  # other values, same count and shape
+    ({"train": lambda: pairs(3)}, r"data\.train\.pairs: saved 4, asked 3"),
+    ({"valid": lambda: pairs(2)}, r"data\.valid\.pairs"),
+    ({"epochs": 3}, r"setting\.epochs: saved 1, asked 3"),
+    ({"batch_size": 1}, r"setting\.batch_size"),
+    ({"augment_scale": 0.0}, r"setting\.augment_scale"),
+    ({"seed": 1}, r"setting\.seed"),
+    ({"learning_rate": 1e-3}, r"setting\.learning_rate"),
+])
+def test_every_kind_of_mismatch_is_refused_and_named(finished_combined_run, change, expected):
+    folder, options = finished_combined_run
+    change = {key: value() if callable(value) and key != "config" else value for key, value in change.items()}
+    model = change.pop("model", None) or small_model()
+    with pytest.raises(ValueError, match=expected + ".*fresh=True"):
+        training.fit(model, checkpoint_dir=folder, progress=False, **{**options, **change})
+
+
+def test_a_network_on_another_input_size_is_refused(tmp_path):
+    folder = tmp_path / "run"
+    options = dict(config=training.LossConfig(label_scales=(0,)), epochs=1, batch_size=1, progress=False)
+    big = (8, 8, 16)
+    training.fit(build_registration_network(big, initial_channels=4, levels=1), train=_pairs_of_size(1, big),
+                 valid=_pairs_of_size(1, big), checkpoint_dir=folder, **options)
+    with pytest.raises(ValueError, match=r"data\.train\.shape.*network\.inputs"):
+        training.fit(small_model(), train=_pairs_of_size(1), valid=_pairs_of_size(1), checkpoint_dir=folder,
+                     **options)
+
+
+def test_a_checkpoint_without_a_record_is_refused(finished_combined_run, tmp_path):
+    """A folder written by an older version (history.json without "run"): resuming could return any run."""
+    import shutil
+
+    folder, options = finished_combined_run
+    old = tmp_path / "old"
+    shutil.copytree(folder, old)
+    saved = json.loads((old / "history.json").read_text())
+    del saved["run"]
+    (old / "history.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match=r"without a record.*older version.*fresh=True"):
+        training.fit(small_model(), checkpoint_dir=old, progress=False, **options)
+    (old / "history.json").unlink()
+    with pytest.raises(ValueError, match=r"without a record"):
+        training.fit(small_model(), checkpoint_dir=old, progress=False, **options)
+    # the advice works: a fresh folder trains
+    history = training.fit(small_model(), checkpoint_dir=tmp_path / "new", progress=False, **options)
+    assert len(history["train_total"]) == 1

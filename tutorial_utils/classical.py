@@ -20,7 +20,10 @@ ITK differs in three ways.
    an ITK image of size ``(d3, d2, d1)``: ITK's ``(x, y, z)`` index is the
    numpy index reversed, ``i_itk = R i`` with ``R`` the 3x3 reversal matrix.
 2. Physical space. A voxel index ``i_itk`` lies at the physical point
-   ``p = origin + direction @ diag(spacing) @ i_itk`` (column vectors).
+   ``p = origin + direction @ diag(spacing) @ i_itk`` (column vectors). elastix
+   writes the ``Direction`` matrix into its parameter maps COLUMN by column
+   (``d11 d21 d31 d12 ...``; elastix pull request #1208), whereas ITK's
+   ``image.GetDirection()`` is the matrix itself (rows are physical axes).
 3. The transform acts on physical points. elastix's ``AffineTransform``
    stores ``TransformParameters = [a11 a12 a13 a21 ... a33 t1 t2 t3]`` (matrix
    row by row, then translation) and ``CenterOfRotationPoint = c``, and maps a
@@ -31,16 +34,22 @@ So, for a fixed voxel ``i``: ``p = o_f + D_f S_f R i``, ``q = T(p)``, and the
 moving voxel is ``j = R S_m^-1 D_m^-1 (q - o_m)``. Collecting terms,
 ``j = M i + b`` with ``M = R S_m^-1 D_m^-1 A D_f S_f R`` and
 ``b = R S_m^-1 D_m^-1 (A (o_f - c) + c + t - o_m)``; in the course's row-vector
-form ``theta = [M^T; b]``. The images the course hands to elastix have unit
-spacing, zero origin and identity direction, so there ``M = R A R`` and
-``b = R (c + t - A c)``. Both the axis reversal and the direction of the
-mapping are tested in ``tests/test_classical.py`` (a hand-built parameter map
-against ``scipy.ndimage.affine_transform``, and a known affine recovered by elastix).
+form ``theta = [M^T; b]``. With unit spacing, zero origin and identity
+direction (the default) ``M = R A R`` and ``b = R (c + t - A c)``.
 
 Dense fields follow the same rule: ``itk.transformix_deformation_field`` gives,
 on the fixed grid, the physical displacement ``q - p`` in ITK's ``(x, y, z)``
-order; reversing the last axis and dividing by the spacing gives the course's
-DDF in voxels (unit spacing here).
+order; the moving voxel is ``j = R S_m^-1 D_m^-1 (p + (q - p) - o_m)`` and the
+course's DDF is ``j - i``, in voxels (fixed voxels -> moving voxels).
+
+Geometry. The elastix adapters take the fixed and moving images' geometry
+(``fixed_geometry=``, ``moving_geometry=``): a dict with ``spacing`` (3),
+``origin`` (3) and ``direction`` (3x3, ITK's matrix, rows = physical axes), all in
+ITK's ``(x, y, z)`` order, or an ITK image to copy them from (e.g. one read from
+a NIfTI file). The two volumes may then lie on different grids. Every
+conversion is tested in ``tests/test_classical.py`` against ITK's own mapping
+(``itk.AffineTransform``, transformix's resampling and deformation field, the
+images' index <-> physical point) on oblique, anisotropic, off-origin images.
 
 Determinism: elastix's random-coordinate sampler draws from a generator with a
 fixed default seed, so repeated runs in the same setting give identical
@@ -51,12 +60,15 @@ from __future__ import annotations
 
 import tempfile
 import time
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional
 
 import numpy as np
 
+from .results import RegistrationResult
+
 __all__ = [
     "theta_from_itk_affine",
+    "ddf_from_itk_field",
     "elastix_affine",
     "elastix_bspline",
     "phase_correlation_shift",
@@ -100,7 +112,38 @@ def _values(parameter_map, key: str, count: int, default=None) -> np.ndarray:
     return values
 
 
-def theta_from_itk_affine(parameter_map, moving_geometry: Optional[Dict[str, Sequence[float]]] = None) -> np.ndarray:
+def _geometry(spec, name: str) -> Dict[str, np.ndarray]:
+    """``spacing`` (3,), ``origin`` (3,), ``direction`` (3, 3) float64 from a dict, an ITK image or None."""
+    if spec is None:
+        return {"spacing": np.ones(3), "origin": np.zeros(3), "direction": np.eye(3)}
+    if hasattr(spec, "GetSpacing") and hasattr(spec, "GetDirection"):
+        import itk
+
+        spec = {"spacing": tuple(spec.GetSpacing()), "origin": tuple(spec.GetOrigin()),
+                "direction": itk.array_from_matrix(spec.GetDirection())}
+    if not isinstance(spec, dict) or not set(spec) <= {"spacing", "origin", "direction"}:
+        raise ValueError(f"`{name}` is {spec!r}; it needs an ITK image or a dict with 'spacing', 'origin' "
+                         "and 'direction' (ITK's (x, y, z) order).")
+    geometry = _geometry(None, name)
+    for key, value in spec.items():
+        value = np.asarray(value, np.float64)
+        shape = (3, 3) if key == "direction" else (3,)
+        if value.size != int(np.prod(shape)) or not np.all(np.isfinite(value)):
+            raise ValueError(f"`{name}[{key!r}]` is {value.tolist()}; it needs {int(np.prod(shape))} finite numbers.")
+        geometry[key] = value.reshape(shape)
+    if not np.all(geometry["spacing"] > 0) or abs(np.linalg.det(geometry["direction"])) < 1e-6:
+        raise ValueError(f"`{name}` has spacing {geometry['spacing'].tolist()} and direction "
+                         f"{geometry['direction'].tolist()}; the spacing must be positive and the "
+                         "direction invertible.")
+    return geometry
+
+
+def _point_to_index(geometry) -> np.ndarray:
+    """The 3x3 matrix ``R S^-1 D^-1``: physical offset (ITK x, y, z) -> numpy voxel offset."""
+    return _REVERSE @ np.diag(1.0 / geometry["spacing"]) @ np.linalg.inv(geometry["direction"])
+
+
+def theta_from_itk_affine(parameter_map, moving_geometry=None) -> np.ndarray:
     """Convert an elastix ``AffineTransform`` parameter map to the course's ``theta``.
 
     See the module docstring for the derivation.
@@ -111,15 +154,22 @@ def theta_from_itk_affine(parameter_map, moving_geometry: Optional[Dict[str, Seq
         An elastix transform parameter map (e.g. ``dict(result.GetParameterMap(0))``)
         with ``Transform`` = ``AffineTransform``, ``TransformParameters`` (12),
         ``CenterOfRotationPoint`` (3) and the fixed image's ``Spacing``, ``Origin``,
-        ``Direction`` (defaults: 1, 0, identity).
-    moving_geometry : dict, optional
-        The moving image's ``"spacing"``, ``"origin"``, ``"direction"`` (ITK order,
-        direction row by row); default: the same as the fixed image's.
+        ``Direction`` (defaults: 1, 0, identity; ``Direction`` column by column, as
+        elastix writes it).
+    moving_geometry : dict or ITK image, optional
+        The moving image's ``"spacing"``, ``"origin"``, ``"direction"`` (ITK's
+        (x, y, z) order, ``direction`` the 3x3 matrix, rows = physical axes);
+        default: the same as the fixed image's.
 
     Returns
     -------
     ndarray ``(1, 4, 3)`` float64: fixed voxel (numpy index order) -> moving voxel,
     row vectors ``[i, 1] @ theta``.
+
+    Raises
+    ------
+    ValueError
+        For another transform type, or a parameter with the wrong number of values.
 
     Examples
     --------
@@ -136,34 +186,49 @@ def theta_from_itk_affine(parameter_map, moving_geometry: Optional[Dict[str, Seq
     parameters = _values(parameter_map, "TransformParameters", 12)
     matrix, translation = parameters[:9].reshape(3, 3), parameters[9:]
     centre = _values(parameter_map, "CenterOfRotationPoint", 3, [0, 0, 0])
-    fixed = {
+    fixed = _geometry({
         "spacing": _values(parameter_map, "Spacing", 3, [1, 1, 1]),
         "origin": _values(parameter_map, "Origin", 3, [0, 0, 0]),
-        "direction": _values(parameter_map, "Direction", 9, np.eye(3).ravel()).reshape(3, 3),
-    }
-    moving = dict(fixed)
-    for key, value in (moving_geometry or {}).items():
-        moving[key] = np.asarray(value, np.float64).reshape(3, 3) if key == "direction" else np.asarray(value, np.float64)
+        # elastix writes the direction column by column (elastix PR #1208)
+        "direction": _values(parameter_map, "Direction", 9, np.eye(3).ravel()).reshape(3, 3).T,
+    }, "the parameter map's fixed geometry")
+    moving = fixed if moving_geometry is None else _geometry(moving_geometry, "moving_geometry")
     index_to_point = fixed["direction"] @ np.diag(fixed["spacing"]) @ _REVERSE
-    point_to_index = _REVERSE @ np.diag(1.0 / moving["spacing"]) @ np.linalg.inv(moving["direction"])
+    point_to_index = _point_to_index(moving)
     linear = point_to_index @ matrix @ index_to_point
     offset = point_to_index @ (matrix @ (fixed["origin"] - centre) + centre + translation - moving["origin"])
     return np.concatenate([linear.T, offset[None]], axis=0)[None]
 
 
-def _itk_image(volume):
+def _itk_image(volume, geometry):
     import itk
 
-    return itk.image_view_from_array(volume)  # unit spacing, zero origin, identity direction
+    image = itk.image_view_from_array(volume)  # ITK size (d3, d2, d1): index order reversed
+    image.SetSpacing([float(v) for v in geometry["spacing"]])
+    image.SetOrigin([float(v) for v in geometry["origin"]])
+    image.SetDirection(itk.matrix_from_array(np.ascontiguousarray(geometry["direction"])))
+    return image
 
 
-def _run_elastix(fixed, moving, parameter_maps, threads: Optional[int]):
+def _elastix_inputs(fixed, moving, fixed_geometry, moving_geometry):
+    """The two volumes (any shapes when their geometry says where they lie) and their geometry."""
+    fixed, moving = _volume(fixed, "fixed"), _volume(moving, "moving")
+    if fixed.shape != moving.shape and fixed_geometry is None and moving_geometry is None:
+        raise ValueError(
+            f"`fixed` has shape {fixed.shape} but `moving` has {moving.shape}; without `fixed_geometry` "
+            "and `moving_geometry` these wrappers take volumes on the same grid (resample one onto the "
+            "other first, or say where each lies)."
+        )
+    return fixed, moving, _geometry(fixed_geometry, "fixed_geometry"), _geometry(moving_geometry, "moving_geometry")
+
+
+def _run_elastix(fixed, moving, parameter_maps, threads: Optional[int], geometries):
     import itk
 
     parameter_object = itk.ParameterObject.New()
     for parameter_map in parameter_maps:
         parameter_object.AddParameterMap(parameter_map)
-    fixed_image, moving_image = _itk_image(fixed), _itk_image(moving)
+    fixed_image, moving_image = _itk_image(fixed, geometries[0]), _itk_image(moving, geometries[1])
     method = itk.ElastixRegistrationMethod.New(fixed_image, moving_image)
     method.SetParameterObject(parameter_object)
     method.SetLogToConsole(False)
@@ -174,7 +239,12 @@ def _run_elastix(fixed, moving, parameter_maps, threads: Optional[int]):
     return method.GetTransformParameterObject(), moving_image
 
 
-def elastix_affine(*, fixed, moving, threads: Optional[int] = None) -> Dict[str, object]:
+def _as_lists(parameter_map) -> Dict[str, list]:
+    return {key: list(value) for key, value in dict(parameter_map).items()}
+
+
+def elastix_affine(*, fixed, moving, threads: Optional[int] = None, fixed_geometry=None,
+                   moving_geometry=None) -> RegistrationResult:
     """elastix with its DEFAULT affine parameter map, as a course ``theta``.
 
     The default map (``GetDefaultParameterMap("affine")``): Mattes mutual
@@ -184,67 +254,123 @@ def elastix_affine(*, fixed, moving, threads: Optional[int] = None) -> Dict[str,
 
     Parameters
     ----------
-    fixed, moving : array ``(d1, d2, d3)`` or ``(1, d1, d2, d3)``, same shape.
+    fixed, moving : array ``(d1, d2, d3)`` or ``(1, d1, d2, d3)``
+        Same shape, unless their geometry is given.
     threads : int, optional
         Threads elastix may use; default: elastix's own choice (all cores). With
         itk-elastix 0.25.4 an explicit count above 1 crashed the B-spline
         registration (segmentation fault) on the course's machine, so the
         default leaves it alone.
+    fixed_geometry, moving_geometry : dict or ITK image, optional
+        Where each volume lies: ``spacing``, ``origin``, ``direction`` in ITK's
+        ``(x, y, z)`` order (see the module docstring); default: unit spacing,
+        zero origin, identity direction.
 
     Returns
     -------
-    dict with ``theta`` ``(1, 4, 3)`` float32 (``warp_grid(grid, theta)`` maps the
-    fixed grid into the moving image), ``seconds`` (wall time, image wrapping
-    included) and ``parameter_map`` (elastix's result, a dict).
+    RegistrationResult
+        ``theta`` ``(1, 4, 3)``: fixed voxels (numpy index order) -> moving voxels
+        (``warp_grid(grid, theta)`` maps the fixed grid into the moving image),
+        ``seconds`` (wall time, image wrapping included), ``method``
+        ``"elastix affine"``, ``details["parameter_map"]`` (elastix's result, a dict).
+
+    Raises
+    ------
+    ValueError
+        For volumes that are not 3-D, not finite, of different shapes without
+        geometry, or a malformed geometry.
     """
     import itk
 
-    fixed, moving = _pair(fixed, moving)
+    fixed, moving, *geometries = _elastix_inputs(fixed, moving, fixed_geometry, moving_geometry)
     start = time.perf_counter()
     default = itk.ParameterObject.New().GetDefaultParameterMap("affine")
-    result, _ = _run_elastix(fixed, moving, [default], threads)
-    parameter_map = {key: list(value) for key, value in dict(result.GetParameterMap(0)).items()}
-    theta = theta_from_itk_affine(parameter_map).astype(np.float32)
-    return {"theta": theta, "seconds": time.perf_counter() - start, "parameter_map": parameter_map}
+    result, _ = _run_elastix(fixed, moving, [default], threads, geometries)
+    parameter_map = _as_lists(result.GetParameterMap(0))
+    theta = theta_from_itk_affine(parameter_map, moving_geometry=geometries[1])
+    return RegistrationResult(method="elastix affine", seconds=time.perf_counter() - start, theta=theta,
+                              details={"parameter_map": parameter_map})
 
 
-def elastix_bspline(*, fixed, moving, affine_first: bool = True, threads: Optional[int] = None) -> Dict[str, object]:
+def ddf_from_itk_field(field, *, fixed_geometry=None, moving_geometry=None) -> np.ndarray:
+    """Convert a physical displacement field on the fixed grid to the course's DDF in voxels.
+
+    Parameters
+    ----------
+    field : array ``(d1, d2, d3, 3)``
+        ``q - p`` at each fixed voxel (numpy order), components in ITK's ``(x, y, z)``
+        order and physical units (e.g. ``itk.transformix_deformation_field``).
+    fixed_geometry, moving_geometry : dict or ITK image, optional
+        As for :func:`elastix_affine`.
+
+    Returns
+    -------
+    ndarray ``(1, d1, d2, d3, 3)`` float32: moving voxel ``j`` minus fixed voxel ``i``
+    (numpy index order), so that ``warp.warp(moving, ddf)`` samples the moving image
+    where ITK maps each fixed voxel.
+
+    Examples
+    --------
+    >>> field = np.zeros((2, 3, 4, 3)); field[..., 0] = 2.0   # 2 mm along ITK x
+    >>> grid = {"spacing": [2.0, 1.0, 1.0]}                   # 2 mm voxels along x = numpy's d3
+    >>> ddf_from_itk_field(field, fixed_geometry=grid, moving_geometry=grid)[0, 0, 0, 0].tolist()
+    [0.0, 0.0, 1.0]
+    """
+    fixed, moving = _geometry(fixed_geometry, "fixed_geometry"), _geometry(moving_geometry, "moving_geometry")
+    field = np.asarray(field, np.float64)
+    if field.ndim != 4 or field.shape[-1] != 3:
+        raise ValueError(f"`field` has shape {field.shape}; it needs (d1, d2, d3, 3).")
+    index = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in field.shape[:3]], indexing="ij"), -1)
+    points = index @ (fixed["direction"] @ np.diag(fixed["spacing"]) @ _REVERSE).T + fixed["origin"]
+    moved = (points + field - moving["origin"]) @ _point_to_index(moving).T
+    return (moved - index).astype(np.float32)[None]
+
+
+def elastix_bspline(*, fixed, moving, affine_first: bool = True, threads: Optional[int] = None,
+                    fixed_geometry=None, moving_geometry=None) -> RegistrationResult:
     """elastix with its default B-spline map (after its default affine map).
 
     Parameters
     ----------
-    fixed, moving : array ``(d1, d2, d3)`` or ``(1, d1, d2, d3)``, same shape.
+    fixed, moving : array ``(d1, d2, d3)`` or ``(1, d1, d2, d3)``
+        Same shape, unless their geometry is given.
     affine_first : bool
         Run the default affine map first and the B-spline map on top (elastix's
         usual chain); False runs the B-spline map alone.
     threads : int, optional
         See :func:`elastix_affine` (an explicit count above 1 crashed here).
+    fixed_geometry, moving_geometry : dict or ITK image, optional
+        See :func:`elastix_affine`.
 
     Returns
     -------
-    dict with ``ddf`` ``(1, d1, d2, d3, 3)`` float32 in voxels on the fixed grid
-    (the course's convention: warped = moving sampled at ``grid + ddf``), obtained
-    from ``itk.transformix_deformation_field``, and ``seconds`` (registration and
-    field, wall time).
+    RegistrationResult
+        ``ddf`` ``(1, d1, d2, d3, 3)`` in voxels on the fixed grid, pointing to moving
+        voxels (``warp.warp(moving, ddf)``), from ``itk.transformix_deformation_field``
+        and :func:`ddf_from_itk_field`; ``seconds`` (registration and field, wall
+        time); ``method``; ``details["parameter_maps"]`` (elastix's results, dicts).
     """
     import itk
 
-    fixed, moving = _pair(fixed, moving)
+    fixed, moving, *geometries = _elastix_inputs(fixed, moving, fixed_geometry, moving_geometry)
     start = time.perf_counter()
     defaults = itk.ParameterObject.New()
     maps = [defaults.GetDefaultParameterMap("affine")] if affine_first else []
     maps.append(defaults.GetDefaultParameterMap("bspline"))
-    result, moving_image = _run_elastix(fixed, moving, maps, threads)
+    result, moving_image = _run_elastix(fixed, moving, maps, threads, geometries)
     with tempfile.TemporaryDirectory() as folder:  # transformix writes its field file to disk
         field = itk.transformix_deformation_field(
             moving_image, result, output_directory=folder, log_to_console=False
         )
-        field = np.array(field, dtype=np.float32)
-    ddf = np.asarray(field, dtype=np.float32)[..., ::-1]  # ITK (x, y, z) -> (d1, d2, d3); unit spacing
-    return {"ddf": np.ascontiguousarray(ddf)[None], "seconds": time.perf_counter() - start}
+        field = np.array(field, dtype=np.float64)  # on the fixed grid (the map's Size, Spacing, ...)
+    ddf = ddf_from_itk_field(field, fixed_geometry=geometries[0], moving_geometry=geometries[1])
+    maps = [_as_lists(result.GetParameterMap(i)) for i in range(result.GetNumberOfParameterMaps())]
+    name = "elastix affine + B-spline" if affine_first else "elastix B-spline"
+    return RegistrationResult(method=name, seconds=time.perf_counter() - start, ddf=ddf,
+                              details={"parameter_maps": maps})
 
 
-def phase_correlation_shift(*, fixed, moving, as_ddf: bool = False, upsample_factor: int = 10) -> Dict[str, object]:
+def phase_correlation_shift(*, fixed, moving, as_ddf: bool = False, upsample_factor: int = 10) -> RegistrationResult:
     """The translation that best aligns ``moving`` to ``fixed``, by phase correlation.
 
     ``skimage.registration.phase_cross_correlation(fixed, moving)`` returns the
@@ -262,16 +388,18 @@ def phase_correlation_shift(*, fixed, moving, as_ddf: bool = False, upsample_fac
 
     Returns
     -------
-    dict with ``theta`` ``(1, 4, 3)`` float32 (identity linear part), ``shift``
-    ``(3,)`` (voxels, index order, the course's sign), ``seconds``, and ``ddf``
-    if ``as_ddf``.
+    RegistrationResult
+        ``theta`` ``(1, 4, 3)`` (identity linear part), or, if ``as_ddf``, ``ddf``
+        ``(1, d1, d2, d3, 3)`` (the same translation everywhere; ``theta`` then in
+        ``details``); ``details["shift"]`` ``(3,)`` (voxels, index order, the course's
+        sign); ``seconds``; ``method`` ``"phase correlation"``.
 
     Examples
     --------
     >>> import numpy as np
     >>> fixed = np.zeros((16, 16, 16), np.float32); fixed[6:10, 5:9, 7:11] = 1
     >>> moving = np.roll(fixed, 2, axis=1)        # moving(x) = fixed(x - 2 e2)
-    >>> phase_correlation_shift(fixed=fixed, moving=moving)["shift"].round(2).tolist()
+    >>> phase_correlation_shift(fixed=fixed, moving=moving).details["shift"].round(2).tolist()
     [0.0, 2.0, 0.0]
     """
     from skimage.registration import phase_cross_correlation
@@ -281,13 +409,17 @@ def phase_correlation_shift(*, fixed, moving, as_ddf: bool = False, upsample_fac
     shift, _, _ = phase_cross_correlation(fixed, moving, upsample_factor=int(upsample_factor))
     translation = -np.asarray(shift, np.float64) + 0.0
     theta = np.concatenate([np.eye(3), translation[None]], axis=0)[None].astype(np.float32)
-    result = {"theta": theta, "shift": translation, "seconds": time.perf_counter() - start}
+    details = {"shift": translation}
     if as_ddf:
-        result["ddf"] = np.broadcast_to(translation.astype(np.float32), (1,) + fixed.shape + (3,)).copy()
-    return result
+        details["theta"] = theta
+        ddf = np.broadcast_to(translation.astype(np.float32), (1,) + fixed.shape + (3,)).copy()
+        return RegistrationResult(method="phase correlation", seconds=time.perf_counter() - start, ddf=ddf,
+                                  details=details)
+    return RegistrationResult(method="phase correlation", seconds=time.perf_counter() - start, theta=theta,
+                              details=details)
 
 
-def optical_flow_tvl1(*, fixed, moving, **options) -> Dict[str, object]:
+def optical_flow_tvl1(*, fixed, moving, **options) -> RegistrationResult:
     """TV-L1 optical flow (scikit-image) on 3-D volumes, as a course DDF.
 
     ``skimage.registration.optical_flow_tvl1(fixed, moving)`` returns ``flow``
@@ -303,7 +435,8 @@ def optical_flow_tvl1(*, fixed, moving, **options) -> Dict[str, object]:
 
     Returns
     -------
-    dict with ``ddf`` ``(1, d1, d2, d3, 3)`` float32 (voxels) and ``seconds``.
+    RegistrationResult
+        ``ddf`` ``(1, d1, d2, d3, 3)`` (voxels), ``seconds``, ``method`` ``"TV-L1 optical flow"``.
     """
     from skimage.registration import optical_flow_tvl1 as tvl1
 
@@ -311,4 +444,4 @@ def optical_flow_tvl1(*, fixed, moving, **options) -> Dict[str, object]:
     start = time.perf_counter()
     flow = tvl1(fixed, moving, **options)
     ddf = np.moveaxis(np.asarray(flow, np.float32), 0, -1)[None]
-    return {"ddf": np.ascontiguousarray(ddf), "seconds": time.perf_counter() - start}
+    return RegistrationResult(method="TV-L1 optical flow", seconds=time.perf_counter() - start, ddf=ddf)

@@ -139,9 +139,11 @@ def _check_translation(translation_ddf):
 ])
 def _check_parameter_count(answer):
     expected = 128 * 128 * 37 * 3
-    if int(round(float(answer))) == 128 * 128 * 37:
+    if float(answer) == 128 * 128 * 37:
         raise ExerciseFailed("that is the number of voxels; each voxel's displacement has 3 components.")
-    if int(round(float(answer))) != expected:
+    if float(answer) == 12:
+        raise ExerciseFailed("12 is the affine's count; a DDF has a vector at every voxel.")
+    if float(answer) != expected:
         raise ExerciseFailed(f"{answer} is not it. Count the voxels of the fixed image, then the numbers per voxel.")
     return f"{expected:,} numbers, against 12 for an affine."
 
@@ -243,6 +245,7 @@ def _check_invert(invert_affine):
 
     for seed in range(3):
         theta = random_transform_generator(1, 0.2, seed=seed).numpy()[0]
+        theta[3] += [2.0, -1.5, 0.5]  # a translation that the linear part must act on when inverted
         inverse = np.asarray(invert_affine(theta), dtype=np.float32)
         if inverse.shape != (4, 3):
             raise ExerciseFailed(f"invert_affine should return a (4, 3) affine, got shape {inverse.shape}.")
@@ -338,10 +341,33 @@ def _check_weak(config):
     "Divide the training time by that saving.",
 ])
 def _check_payoff(answer, training_seconds, optimisation_seconds, forward_seconds):
-    expected = training_seconds / (optimisation_seconds - forward_seconds)
-    if not np.isclose(float(answer), expected, rtol=0.01):
-        raise ExerciseFailed(f"{answer} is not it; divide the training time by the time saved per pair.")
-    return f"After about {expected:.1f} pairs the network has paid for its training."
+    training_seconds, optimisation = float(training_seconds), float(optimisation_seconds)
+    forward = float(forward_seconds)
+    if not (training_seconds > 0 and optimisation > forward >= 0):
+        raise ExerciseFailed(f"with training {training_seconds} s, optimisation {optimisation} s and a forward "
+                             f"pass of {forward} s per pair, the network never saves time; check the times.")
+    expected = training_seconds / (optimisation - forward)  # each pair saves (optimisation - forward) s
+    # the 1e-6 tolerance only absorbs floating-point rounding: the common slips below differ by
+    # forward / optimisation relative, which is 3e-3 for 15 s against 0.05 s
+    value = float(answer)
+    if np.isclose(value, expected, rtol=1e-6, atol=0.0):
+        return f"After about {expected:.1f} pairs the network has paid for its training."
+    slips = [  # (value, explanation): the first that matches is shown
+        (training_seconds / optimisation, "you divided by the optimisation time alone; each pair saves "
+                                          "the optimisation time MINUS the forward pass."),
+        (training_seconds / (optimisation + forward), "you added the forward pass; the network still "
+                                                      "spends it, so subtract it from the time saved per pair."),
+        ((optimisation - forward) / training_seconds, "that is the inverse: divide the training time by the "
+                                                      "time saved per pair."),
+        (training_seconds / forward, "each pair saves the optimisation time minus the forward pass, not the "
+                                     "forward pass itself."),
+        (float(np.ceil(expected)), "give the number unrounded, as the exercise asks."),
+        (float(np.floor(expected)), "give the number unrounded, as the exercise asks."),
+    ]
+    for slip, explanation in slips:
+        if np.isclose(value, slip, rtol=1e-6, atol=0.0):
+            raise ExerciseFailed(f"{answer} is not it: {explanation}")
+    raise ExerciseFailed(f"{answer} is not it; divide the training time by the time saved per pair.")
 
 
 @_exercise("5.3", "what a trained network needs at test time", "choice", "core", [

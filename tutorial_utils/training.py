@@ -20,6 +20,7 @@ Where several GPUs are present, :func:`get_strategy` returns a
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -37,7 +38,7 @@ from .warp import centre_affine, get_reference_grid, random_transform_generator,
 
 __all__ = [
     "LossConfig", "combined_loss", "augment_pairs", "get_strategy", "predict_ddf",
-    "evaluate_pairs", "TrainingCheckpoint", "checkpoint_folder", "fit",
+    "evaluate_pairs", "TrainingCheckpoint", "checkpoint_folder", "run_record", "fit",
 ]
 
 PAIR_FIELDS = ("fixed_images", "moving_images", "fixed_labels", "moving_labels")
@@ -308,6 +309,20 @@ class TrainingCheckpoint:
     def __repr__(self) -> str:
         return f"TrainingCheckpoint({self.directory.name!r})"
 
+    @property
+    def holds_checkpoint(self) -> bool:
+        """Whether the folder holds a saved state to resume from."""
+        return bool(self._manager.latest_checkpoint)
+
+    def saved_run(self) -> Optional[dict]:
+        """The record of what the saved run was asked to do (see :func:`run_record`), read
+        without restoring anything; None if the folder holds none (nothing saved yet, or
+        saved by an older version of the package)."""
+        history_file = self.directory / self.HISTORY_FILE
+        if not history_file.exists():
+            return None
+        return json.loads(history_file.read_text()).get("run")
+
     def restore(self) -> Tuple[int, Optional[Dict[str, List[float]]]]:
         """Load the latest checkpoint, if any: ``(epochs done, history or None)``."""
         if not self._manager.latest_checkpoint:
@@ -317,12 +332,14 @@ class TrainingCheckpoint:
         history = json.loads(history_file.read_text())["history"] if history_file.exists() else None
         return int(self._epoch.numpy()), history
 
-    def save(self, epochs_done: int, history: Dict[str, List[float]], config: LossConfig) -> None:
-        """Save the state after ``epochs_done`` epochs, with the history and loss configuration."""
+    def save(self, epochs_done: int, history: Dict[str, List[float]], config: LossConfig,
+             run: Optional[dict] = None) -> None:
+        """Save the state after ``epochs_done`` epochs, with the history, the loss configuration
+        and ``run``, the record of what the run was asked to do (:func:`run_record`)."""
         self._epoch.assign(int(epochs_done))
         self._manager.save(checkpoint_number=int(epochs_done))
         (self.directory / self.HISTORY_FILE).write_text(
-            json.dumps({"history": history, "config": asdict(config)}))
+            json.dumps({"history": history, "config": asdict(config), "run": run}))
 
 
 def checkpoint_folder(name: str, *, fresh: bool = False) -> Path:
@@ -347,6 +364,69 @@ def checkpoint_folder(name: str, *, fresh: bool = False) -> Path:
     if fresh and folder.exists():
         shutil.rmtree(folder)
     return folder
+
+
+def _fingerprint(arrays: Dict[str, np.ndarray]) -> dict:
+    """Number and shape of the pairs, and a SHA-256 of (at most about 10^6 evenly strided values
+    of) each array: cheap, and different for different data."""
+    digest = hashlib.sha256()
+    for name in PAIR_FIELDS:
+        flat = arrays[name].reshape(-1)
+        digest.update(np.ascontiguousarray(flat[::max(1, flat.size // 1_000_000)], np.float32).tobytes())
+    shape = arrays["fixed_images"].shape
+    return {"pairs": int(shape[0]), "shape": [int(s) for s in shape[1:]], "sha256": digest.hexdigest()[:16]}
+
+
+def run_record(model: tf.keras.Model, *, train, valid, config: LossConfig, epochs: int, batch_size: int,
+               learning_rate: float, augment_scale: float, seed: int) -> dict:
+    """What a training run is asked to do, as saved beside its checkpoint (JSON types only).
+
+    :func:`fit` resumes a checkpoint only when this record equals the saved one.
+
+    Returns
+    -------
+    dict with ``loss`` (the :class:`LossConfig`'s fields), ``network`` (parameter count,
+    input and output shapes, and a digest of the layers' kinds and weight shapes),
+    ``data`` (``train``/``valid``: pairs, shape ``(d1, d2, d3)``, a fingerprint of the
+    values) and ``setting`` (``epochs``, ``batch_size``, ``learning_rate``,
+    ``augment_scale``, ``seed``).
+    """
+    layers = [[type(layer).__name__, [list(w.shape) for w in layer.weights]] for layer in model.layers]
+    network = {"parameters": int(model.count_params()),
+               "inputs": [list(tensor.shape) for tensor in model.inputs],
+               "outputs": [list(tensor.shape) for tensor in model.outputs],
+               "layers": hashlib.sha256(json.dumps(layers).encode()).hexdigest()[:16]}
+    record = {"loss": asdict(config), "network": network,
+              "data": {"train": _fingerprint(_pair_arrays(train, "train")),
+                       "valid": _fingerprint(_pair_arrays(valid, "valid"))},
+              "setting": {"epochs": int(epochs), "batch_size": int(batch_size),
+                          "learning_rate": float(learning_rate), "augment_scale": float(augment_scale),
+                          "seed": int(seed)}}
+    return json.loads(json.dumps(record))  # tuples -> lists, as they come back from the file
+
+
+def _differences(saved, asked, path="") -> List[str]:
+    if isinstance(saved, dict) and isinstance(asked, dict):
+        return [line for key in sorted(set(saved) | set(asked))
+                for line in _differences(saved.get(key), asked.get(key), f"{path}.{key}" if path else key)]
+    return [] if saved == asked else [f"{path}: saved {saved!r}, asked {asked!r}"]
+
+
+def _check_resumable(checkpoint: "TrainingCheckpoint", record: dict) -> None:
+    """Refuse to resume a checkpoint of another run (or of an unrecorded one)."""
+    if not checkpoint.holds_checkpoint:
+        return
+    advice = ("to train what you asked for, start afresh with training.checkpoint_folder(name, fresh=True) "
+              "or give `checkpoint_dir` another folder; to continue the saved run, call fit with its settings.")
+    saved = checkpoint.saved_run()
+    if saved is None:
+        raise ValueError(f"`checkpoint_dir` ({checkpoint!r}) holds a checkpoint without a record of what its "
+                         f"run was asked to do (an older version of the package), so resuming it could "
+                         f"return another run; {advice}")
+    differences = _differences(saved, record)
+    if differences:
+        raise ValueError(f"`checkpoint_dir` ({checkpoint!r}) holds another run than the one asked for: "
+                         + "; ".join(differences) + f". {advice}")
 
 
 HISTORY_KEYS = ("train_total", "train_image", "train_label", "train_deform",
@@ -419,7 +499,12 @@ def _record_epoch(history, terms, validation, seconds) -> None:
 def fit(model: tf.keras.Model, *, train, valid, config: LossConfig, epochs: int, batch_size: int = 2,
         learning_rate: float = 1e-3, augment_scale: float = 0.05, seed: int = 0, checkpoint_dir=None,
         strategy: Optional[tf.distribute.Strategy] = None, progress: bool = True) -> Dict[str, List[float]]:
-    """Train ``model`` on paired images; resume from ``checkpoint_dir`` if it holds a checkpoint.
+    """Train ``model`` on paired images; resume from ``checkpoint_dir`` if it holds this run.
+
+    A checkpoint is resumed only when the saved run was asked for exactly what this
+    call asks (:func:`run_record`: loss configuration, network, data, and the
+    setting, ``epochs`` included); anything else is refused, never silently
+    returned as if it were the run asked for.
 
     Each epoch shuffles the training pairs, augments them (:func:`augment_pairs`),
     takes one Adam step per batch on :func:`combined_loss`, then evaluates the
@@ -435,7 +520,8 @@ def fit(model: tf.keras.Model, *, train, valid, config: LossConfig, epochs: int,
         ``fixed_labels``, ``moving_labels``, each ``(pairs, d1, d2, d3)``.
     config : LossConfig
     epochs : int
-        Total epochs (a resumed run continues up to this number).
+        Total epochs. A run interrupted earlier continues up to this number when
+        called again with the same arguments.
     batch_size : int
         Pairs per step, over all replicas (at most the number of training pairs).
     learning_rate : float
@@ -464,7 +550,9 @@ def fit(model: tf.keras.Model, *, train, valid, config: LossConfig, epochs: int,
     ValueError
         If ``train`` or ``valid`` lack the four arrays or their shapes disagree,
         ``epochs`` is negative, there are fewer training pairs than ``batch_size``,
-        or ``checkpoint_dir`` holds a run longer than ``epochs``.
+        or ``checkpoint_dir`` holds a checkpoint of another run (the message lists what
+        differs) or one saved without a record (an older version): start afresh with
+        ``checkpoint_folder(name, fresh=True)`` or use another folder.
     """
     arrays = _check_fit_inputs(train, valid, epochs=epochs, batch_size=batch_size)
     strategy = strategy or get_strategy()
@@ -472,10 +560,11 @@ def fit(model: tf.keras.Model, *, train, valid, config: LossConfig, epochs: int,
         optimiser = tf.keras.optimizers.Adam(learning_rate)
         checkpoint = (None if checkpoint_dir is None else
                       TrainingCheckpoint(checkpoint_dir, model=model, optimiser=optimiser))
+    record = run_record(model, train=train, valid=valid, config=config, epochs=epochs, batch_size=batch_size,
+                        learning_rate=learning_rate, augment_scale=augment_scale, seed=seed)
+    if checkpoint is not None:
+        _check_resumable(checkpoint, record)  # before restoring: a refused run leaves the model alone
     start, history = checkpoint.restore() if checkpoint is not None else (0, None)
-    if start > int(epochs):
-        raise ValueError(f"`checkpoint_dir` ({checkpoint!r}) holds {start} epochs, more than `epochs` = "
-                         f"{epochs}; use another folder or checkpoint_folder(name, fresh=True).")
     history = history or {key: [] for key in HISTORY_KEYS}
     train_step = _make_train_step(model, optimiser, config, strategy, int(batch_size))
     description = "training" + (f" (resumed after epoch {start})" if start else "")
@@ -488,6 +577,6 @@ def fit(model: tf.keras.Model, *, train, valid, config: LossConfig, epochs: int,
         validation = evaluate_pairs(model, valid, config)
         _record_epoch(history, terms, validation, time.perf_counter() - started)
         if checkpoint is not None:
-            checkpoint.save(epoch + 1, history, config)
+            checkpoint.save(epoch + 1, history, config, run=record)
         bar.set_postfix(loss=terms["total"], valid_dice=validation["dice"])
     return history
