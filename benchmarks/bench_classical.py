@@ -9,15 +9,16 @@ Two tasks on the real data (offline mirror or the manifest's download):
   HD95 of the warped prostate label, and the fraction of voxels whose Jacobian
   determinant is <= 0 (whole field and 2 voxels away from the border).
 
-Methods: the seed recipe (the chapters' original loops), the course's improved
-pipeline (``register.register_affine``; ``register.register_nonrigid`` when the
-package has it), elastix with its default parameter maps, phase correlation
+Methods: the seed recipe (the chapters' original loops, ``seed_recipes.py``), the
+course's improved pipeline (``register.register_affine``, ``register.register_nonrigid``), elastix with its default parameter maps, phase correlation
 (affine task) and TV-L1 optical flow (prostate task). Times are wall-clock and
 include XLA compilation; the libraries are imported and elastix's modules loaded
 once (a tiny registration) before any timing, as TensorFlow's import is not
 counted either.
 
-Prints one JSON object per line, then one ratio line per task (course / elastix).
+Every method's result is a ``results.RegistrationResult``; each task's rows are
+``results.compare``'s table. Prints one JSON object per row (one line each), then
+one ratio line per task (course / elastix), on stdout; the text table on stderr.
 
 Usage:  TUTORIAL_DATA_MIRROR=../shared/data/example-data \\
         python benchmarks/bench_classical.py [--task affine|prostate|both] [--quick]
@@ -25,14 +26,16 @@ Usage:  TUTORIAL_DATA_MIRROR=../shared/data/example-data \\
 import argparse
 import json
 import os
-import time
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+import seed_recipes  # noqa: E402  (beside this file)
 from tutorial_utils import classical, data, metrics, register, warp  # noqa: E402
 from tutorial_utils._tf import tf  # noqa: E402
+from tutorial_utils.results import RegistrationResult, compare  # noqa: E402
 
 SEED = 42
 TRANSFORM_SCALE = 0.2
@@ -43,18 +46,25 @@ def emit(record):
     return record
 
 
+def as_result(method, out):
+    """A ``classical`` adapter's output as a RegistrationResult (they return dicts on main today)."""
+    if isinstance(out, RegistrationResult):
+        return out
+    return RegistrationResult(method=method, seconds=out["seconds"], theta=out.get("theta"), ddf=out.get("ddf"))
+
+
+def report(task, runs, score):
+    """Emit one JSON line per method (``results.compare``'s rows), the ratio line, the table on stderr."""
+    table = compare(runs, score, title=task)
+    rows = {row["method"]: emit({"task": task, **row}) for row in table.rows}
+    print(table, file=sys.stderr, flush=True)
+    return rows
+
+
 def warm_up_elastix():
     """Load itk-elastix's lazily imported modules (tens of seconds the first time)."""
     volume = np.random.default_rng(0).random((12, 12, 12)).astype(np.float32)
     classical.elastix_affine(fixed=volume, moving=volume)
-
-
-def seed_affine(fixed, moving, iterations):
-    """Chapter 3's original loop: SSD on the whole grid, Adam 0.01, fixed count."""
-    start = time.perf_counter()
-    step, theta = register.make_affine_step(fixed=fixed, moving=moving, learning_rate=0.01, loss_name="ssd")
-    register.run_steps(step, iterations, progress=False)
-    return theta.numpy(), time.perf_counter() - start
 
 
 def affine_task(quick):
@@ -64,21 +74,21 @@ def affine_task(quick):
     grid = warp.get_reference_grid(fixed.shape[1:4])
     moving = warp.resample(fixed, warp.warp_grid(grid, theta_true))
     size = tuple(fixed.shape[1:4])
-    rows = {}
+    pair = dict(fixed=fixed.numpy(), moving=moving.numpy())
+    runs = {
+        # chapter 3's original loop: SSD on the whole grid, Adam 0.01, fixed count
+        "seed recipe": seed_recipes.register_seed_affine(
+            fixed=fixed, moving=moving, iterations=100 if quick else 1001, learning_rate=0.01),
+        "course": register.register_affine(**pair, progress=False),
+        "elastix": as_result("elastix", classical.elastix_affine(**pair)),
+        "phase correlation": as_result("phase correlation", classical.phase_correlation_shift(**pair)),
+    }
 
-    def record(method, theta, seconds):
-        mean, largest = metrics.affine_residual(theta, theta_true, size)
-        rows[method] = emit({"task": "affine", "method": method, "seconds": seconds,
-                             "residual_mean": mean, "residual_max": largest})
+    def score(result):
+        mean, largest = metrics.affine_residual(result.theta, theta_true, size)
+        return {"residual_mean": mean, "residual_max": largest}
 
-    theta, seconds = seed_affine(fixed, moving, 100 if quick else 1001)
-    record("seed recipe", theta, seconds)
-    result = register.register_affine(fixed=fixed.numpy(), moving=moving.numpy(), progress=False)
-    record("course", result["theta"], result["seconds"])
-    result = classical.elastix_affine(fixed=fixed.numpy(), moving=moving.numpy())
-    record("elastix", result["theta"], result["seconds"])
-    result = classical.phase_correlation_shift(fixed=fixed.numpy(), moving=moving.numpy())
-    record("phase correlation", result["theta"], result["seconds"])
+    rows = report("affine", runs, score)
     course, elastix = rows["course"], rows["elastix"]
     emit({"task": "affine", "ratio": "course / elastix",
           "seconds": course["seconds"] / elastix["seconds"],
@@ -86,47 +96,32 @@ def affine_task(quick):
           "residual_max": course["residual_max"] / elastix["residual_max"]})
 
 
-def label_scores(ddf, fixed_label, moving_label):
-    if hasattr(metrics, "evaluate_registration"):
-        scores = metrics.evaluate_registration(ddf, fixed_label=fixed_label, moving_label=moving_label)
-        return {key: scores[key] for key in ("dice", "hd95", "folding_whole", "folding_interior")}
-    warped = warp.warp(moving_label[None], ddf)[0].numpy()
-    return {"dice": metrics.binary_dice(fixed_label, warped),
-            "hd95": metrics.hausdorff_distance(fixed_label, warped),
-            "folding_whole": metrics.folding_fraction(ddf),
-            "folding_interior": metrics.folding_fraction(ddf, margin=2)}
-
-
 def prostate_task(quick):
     mr = data.load_prostate_mr()
     fixed, moving = mr["fixed_image"], mr["moving_image"]
-    rows = {}
-
-    def record(method, ddf, seconds):
-        scores = label_scores(np.asarray(ddf, np.float32), mr["fixed_label"], mr["moving_label"])
-        rows[method] = emit({"task": "prostate", "method": method, "seconds": seconds, **scores})
-
-    # chapter 4's seed recipe: LNCC + 1.0 x bending, Adam 0.1, 3001 iterations
-    result = register.register_ddf(fixed=fixed[None], moving=moving[None], iterations=300 if quick else 3001, progress=False,
-                                   learning_rate=0.1, image_loss="lncc", deform_loss="bending",
-                                   deform_weight=1.0, seed=SEED)
-    record("seed recipe", result["ddf"], result["seconds"])
-    if hasattr(register, "register_nonrigid"):
+    runs = {
+        # chapter 4's seed recipe: LNCC + 1.0 x bending, Adam 0.1, 3001 iterations
+        "seed recipe": seed_recipes.register_ddf(
+            fixed=fixed[None], moving=moving[None], iterations=300 if quick else 3001,
+            learning_rate=0.1, image_loss="lncc", deform_loss="bending", deform_weight=1.0, seed=SEED),
         # the package's defaults (chapter 4's full mode uses them unless it says otherwise)
-        start = time.perf_counter()
-        result = register.register_nonrigid(fixed=fixed[None], moving=moving[None], progress=False)
-        record("course", result["ddf"], time.perf_counter() - start)
-    result = classical.elastix_bspline(fixed=fixed, moving=moving)
-    record("elastix", result["ddf"], result["seconds"])
-    result = classical.elastix_bspline(fixed=fixed, moving=moving, affine_first=False)
-    record("elastix bspline only", result["ddf"], result["seconds"])
-    result = classical.optical_flow_tvl1(fixed=fixed, moving=moving)
-    record("optical flow tvl1", result["ddf"], result["seconds"])
-    if "course" in rows:
-        course, elastix = rows["course"], rows["elastix"]
-        emit({"task": "prostate", "ratio": "course / elastix",
-              "seconds": course["seconds"] / elastix["seconds"],
-              "dice": course["dice"] / elastix["dice"], "hd95": course["hd95"] / elastix["hd95"]})
+        "course": register.register_nonrigid(fixed=fixed[None], moving=moving[None], progress=False),
+        "elastix": as_result("elastix", classical.elastix_bspline(fixed=fixed, moving=moving)),
+        "elastix bspline only": as_result("elastix bspline only", classical.elastix_bspline(
+            fixed=fixed, moving=moving, affine_first=False)),
+        "optical flow tvl1": as_result("optical flow tvl1", classical.optical_flow_tvl1(fixed=fixed, moving=moving)),
+    }
+
+    def score(result):
+        scores = metrics.evaluate_registration(result.displacement(fixed.shape), fixed_label=mr["fixed_label"],
+                                               moving_label=mr["moving_label"])
+        return {key: scores[key] for key in ("dice", "hd95", "folding_whole", "folding_interior")}
+
+    rows = report("prostate", runs, score)
+    course, elastix = rows["course"], rows["elastix"]
+    emit({"task": "prostate", "ratio": "course / elastix",
+          "seconds": course["seconds"] / elastix["seconds"],
+          "dice": course["dice"] / elastix["dice"], "hd95": course["hd95"] / elastix["hd95"]})
 
 
 def main():

@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
+import seed_recipes  # noqa: E402  (beside this file)
 from tutorial_utils import data, register, warp  # noqa: E402
 
 
@@ -53,8 +54,8 @@ def main():
     loc = warp.warp_grid(warp.get_reference_grid(fixed.shape[1:4]), theta_true)
     moving = warp.resample(fixed, loc)
     scipy_affine = scipy_resample_seconds(ct["image"], loc[0], args.repeats)
-    step_xla, _ = register.make_affine_step(fixed=fixed, moving=moving, learning_rate=0.01, loss_name="ssd", jit_compile=True)
-    step_eager, _ = register.make_affine_step(fixed=fixed, moving=moving, learning_rate=0.01, loss_name="ssd", jit_compile=False)
+    step_xla, _ = seed_recipes.make_affine_step(fixed=fixed, moving=moving, learning_rate=0.01, image_loss="ssd", jit_compile=True)
+    step_eager, _ = seed_recipes.make_affine_step(fixed=fixed, moving=moving, learning_rate=0.01, image_loss="ssd", jit_compile=False)
     affine_xla = seconds_per_call(step_xla, args.repeats)
     affine_graph = seconds_per_call(step_eager, args.repeats)
 

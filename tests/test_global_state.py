@@ -190,20 +190,26 @@ def test_augment_pairs_leaves_global_state():
 
 
 def test_register_steps_leave_global_state():
+    from test_notebook_steps import seed_recipes  # benchmarks/seed_recipes.py
     from tutorial_utils import register
 
     fixed = VOLUME[None, :8, :8, :8]
     moving = VOLUME[None, :8, :8, :8][:, ::-1].copy()
 
     def affine():
-        step, _ = register.make_affine_step(fixed=fixed, moving=moving, jit_compile=False)
+        step, _ = seed_recipes.make_affine_step(fixed=fixed, moving=moving, jit_compile=False)
         register.run_steps(step, 2, progress=False)
 
     def ddf():
-        register.register_ddf(fixed=fixed, moving=moving, iterations=2, progress=False, jit_compile=False)
+        seed_recipes.register_ddf(fixed=fixed, moving=moving, iterations=2, progress=False, jit_compile=False)
+
+    def recipe():
+        register.register_affine(fixed=fixed, moving=moving, sigmas=(1.0,), iterations=(2,), samples=32,
+                                 progress=False)
 
     assert_leaves_global_state(affine)
     assert_leaves_global_state(ddf)
+    assert_leaves_global_state(recipe)
 
 
 def test_network_building_leaves_global_state():

@@ -417,11 +417,12 @@ def test_range_checks_give_nan_inside_graphs_and_values_otherwise(jit):
 
 @pytest.mark.parametrize("image_loss", ["ssd", "ncc", "lncc", "gmi"])
 def test_register_xla_steps_compile_and_run_with_each_image_loss(image_loss):
+    from test_notebook_steps import seed_recipes  # benchmarks/seed_recipes.py, the seed affine step
     from tutorial_utils import register
 
     fixed = batch(smooth_image((12, 12, 12)))
     moving = batch(np.roll(fixed[0], 1, axis=0))
-    step, _ = register.make_affine_step(fixed=fixed, moving=moving, loss_name=image_loss, jit_compile=True)
+    step, _ = seed_recipes.make_affine_step(fixed=fixed, moving=moving, image_loss=image_loss, jit_compile=True)
     assert np.isfinite(float(step()))
     step, _, _ = register.make_ddf_step(fixed=fixed, moving=moving, image_loss=image_loss, seed=0, jit_compile=True)
     assert all(np.isfinite(float(v)) for v in step())

@@ -1,0 +1,225 @@
+"""register.affine: sampled losses, centred parameters, the stochastic Adam step and register_affine."""
+import numpy as np
+import pytest
+import tensorflow as tf
+from scipy import ndimage
+
+from tutorial_utils import metrics, register, warp
+from tutorial_utils.register import affine
+
+RNG = np.random.default_rng(5)
+
+
+def smooth_volume(shape, sigma=2.0):
+    volume = ndimage.gaussian_filter(RNG.standard_normal(shape), sigma)
+    return ((volume - volume.min()) / (volume.max() - volume.min())).astype(np.float32)[None]
+
+
+# --------------------------------------------------------------------------
+# affine registration by stochastic sampling
+# --------------------------------------------------------------------------
+def test_sample_points_are_stateless_and_inside():
+    first = register.sample_points((10, 12, 6), 500, seed=(3, 7), margin=1.0).numpy()
+    again = register.sample_points((10, 12, 6), 500, seed=(3, 7), margin=1.0).numpy()
+    other = register.sample_points((10, 12, 6), 500, seed=(3, 8), margin=1.0).numpy()
+    np.testing.assert_array_equal(first, again)
+    assert not np.allclose(first, other)
+    assert first.min() >= 1.0 and np.all(first.max(axis=0) <= np.array([8.0, 10.0, 4.0]))
+    assert np.mean(first != np.round(first)) > 0.99  # off the grid
+    with pytest.raises(ValueError, match="`margin`"):
+        register.sample_points((10, 12, 2), 5, seed=(0, 0), margin=1.0)
+
+
+def test_point_sampler_matches_scipy():
+    volume = smooth_volume((9, 11, 7))[0]
+    points = np.concatenate([RNG.uniform(0, [8, 10, 6], size=(300, 3)),
+                             [[-0.5, 3, 3], [4, 10.5, 2], [2, 2, 7.2]]]).astype(np.float32)
+    ours = affine._sample(tf.constant(volume), tf.constant(points)).numpy()
+    expected = ndimage.map_coordinates(volume.astype(np.float64), points.T, order=1, mode="constant", cval=0.0)
+    expected[-3:] = 0.0  # outside: zero, as warp.resample
+    np.testing.assert_allclose(ours, expected, atol=1e-5)
+
+
+def test_sampled_ssd_is_exact_on_a_linear_image_with_overlap_mask():
+    """Trilinear interpolation is exact on a linear image, so at the true shift the
+    sampled SSD is 0, and the overlap fraction of a shift is known analytically."""
+    shape = (12, 14, 10)
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1).astype(np.float64)
+    slope = np.array([0.03, -0.02, 0.05])
+    shift = np.array([0.0, 2.6, 0.0])
+    fixed = (grid @ slope).astype(np.float32)
+    moving = ((grid - shift) @ slope).astype(np.float32)  # moving(y) = fixed(y - shift)
+    points = register.sample_points(shape, 20000, seed=(0, 1), margin=0.0)
+    theta = np.concatenate([np.eye(3), shift[None]]).astype(np.float32)
+    loss, overlap = register.sampled_dissimilarity(fixed, moving, points, theta)
+    assert float(loss) < 1e-10
+    expected_overlap = (shape[1] - 1 - shift[1]) / (shape[1] - 1)  # mapped d2 must stay <= 13
+    assert abs(float(overlap) - expected_overlap) < 0.01
+    off = theta.copy()
+    off[3, 0] = 0.5
+    loss_off, _ = register.sampled_dissimilarity(fixed, moving, points, off)
+    np.testing.assert_allclose(float(loss_off), (0.5 * slope[0]) ** 2, rtol=1e-3)  # constant offset
+
+
+def test_sampled_loss_gradient_matches_finite_differences_in_float64():
+    fixed = smooth_volume((10, 12, 8), 1.5)[0]
+    moving = np.roll(fixed, 1, axis=1)
+    points = register.sample_points(fixed.shape, 2000, seed=(1, 2), margin=1.0)
+    theta = tf.constant(np.concatenate([np.eye(3) * 1.01, [[0.2, 0.7, -0.1]]]).astype(np.float32))
+    with tf.GradientTape() as tape:
+        tape.watch(theta)
+        loss, _ = register.sampled_dissimilarity(fixed, moving, points, theta)
+    gradient = tape.gradient(loss, theta).numpy()
+
+    def numpy_loss(matrix):
+        p = points.numpy().astype(np.float64)
+        mapped = p @ matrix[:3] + matrix[3]
+        inside = np.all((mapped >= 0) & (mapped <= np.array(fixed.shape) - 1), axis=1)
+        f = ndimage.map_coordinates(fixed.astype(np.float64), p.T, order=1)
+        m = ndimage.map_coordinates(moving.astype(np.float64), mapped.T, order=1)
+        return np.sum(inside * (f - m) ** 2) / inside.sum()
+
+    base = theta.numpy().astype(np.float64)
+    for row, col in [(3, 0), (3, 1), (3, 2), (0, 0), (1, 2)]:
+        step = 1e-4 if row < 3 else 1e-3
+        plus, minus = base.copy(), base.copy()
+        plus[row, col] += step
+        minus[row, col] -= step
+        numeric = (numpy_loss(plus) - numpy_loss(minus)) / (2 * step)
+        np.testing.assert_allclose(gradient[row, col], numeric, rtol=0.05, atol=1e-5)
+
+
+def test_affine_parameterisation_is_centred_and_invertible():
+    to_theta, from_theta = register.affine_parameterisation((21, 31, 11))
+    theta = warp.random_transform_generator(1, 0.1, seed=3)
+    np.testing.assert_allclose(to_theta(from_theta(theta)).numpy(), theta.numpy(), atol=1e-5)
+    parameters = from_theta(warp.identity_affine(1)).numpy()
+    parameters[:3] = np.diag([1.1, 1.0, 1.0])  # scale about the centre: the centre stays put
+    centre = np.array([10.0, 15.0, 5.0, 1.0])
+    np.testing.assert_allclose(centre @ to_theta(tf.constant(parameters)).numpy()[0], centre[:3], atol=1e-5)
+
+
+def test_register_affine_recovers_a_known_affine_deterministically():
+    fixed = smooth_volume((32, 36, 24), 2.5)
+    theta_true = warp.random_transform_generator(1, 0.15, seed=4)
+    grid = warp.get_reference_grid(fixed.shape[1:4])
+    moving = warp.resample(fixed, warp.warp_grid(grid, theta_true)).numpy()
+    options = dict(iterations=(100, 100, 100, 200), progress=False)
+    result = register.register_affine(fixed=fixed, moving=moving, **options)
+    again = register.register_affine(fixed=fixed, moving=moving, **options)
+    assert result.theta.shape == (1, 4, 3) and result.iterations == 500
+    np.testing.assert_array_equal(result.theta, again.theta)
+    before = metrics.affine_residual(warp.identity_affine(1).numpy(), theta_true.numpy(), fixed.shape[1:4])
+    after = metrics.affine_residual(result.theta, theta_true.numpy(), fixed.shape[1:4])
+    assert before[0] > 1.5 and after[0] < 0.1 and after[0] < 0.05 * before[0], (before, after)
+    assert set(result.history) == {"loss", "movement", "overlap", "iterations", "level"}
+    assert result.seconds > 0
+
+
+def test_register_affine_refuses_bad_settings():
+    volume = smooth_volume((8, 8, 8))
+    with pytest.raises(ValueError, match="`sigmas`"):
+        register.register_affine(fixed=volume, moving=volume, sigmas=(2, 1), iterations=(10,))
+    with pytest.raises(ValueError, match="`moving` has shape"):
+        register.register_affine(fixed=volume, moving=smooth_volume((8, 8, 9)))
+    with pytest.raises(ValueError, match="`average_last`"):
+        register.register_affine(fixed=volume, moving=volume, average_last=1.0)
+
+
+# --------------------------------------------------------------------------
+# bookkeeping: what register_affine reports is what ran (issue #22, fault 3)
+# --------------------------------------------------------------------------
+def reference_affine_run(fixed, moving, sigmas, iterations, *, samples, learning_rate,
+                         final_learning_rate, seed, per_call=25):
+    """An eager re-run, written out here, recording (level, parameters) after every iteration.
+
+    Adam as Kingma & Ba 2015 (Algorithm 1) by hand; the learning rate and the
+    points follow the documented rules: rate held per block of ``per_call``
+    iterations, geometric across a level's blocks; a call starting at Adam
+    counter ``t`` draws ``samples * per_call`` points from seed ``(seed, t)``.
+    """
+    sizes = fixed.shape[1:4]
+    to_theta, from_theta = register.affine_parameterisation(sizes)
+    params = from_theta(warp.identity_affine(1))
+    first = second = tf.zeros((4, 3))
+    t, recorded = 0, []
+    for level, (sigma, count) in enumerate(zip(sigmas, iterations)):
+        f, m = (tf.constant(ndimage.gaussian_filter(image[0], sigma, mode="nearest") if sigma else image[0])
+                for image in (fixed, moving))
+        rates = np.geomspace(learning_rate, final_learning_rate, -(-count // per_call))
+        for i in range(count):
+            if i % per_call == 0:
+                points = tf.reshape(register.sample_points(sizes, samples * per_call, (seed, t), 1.0),
+                                    (per_call, samples, 3))
+            with tf.GradientTape() as tape:
+                tape.watch(params)
+                loss, _ = register.sampled_dissimilarity(f, m, points[i % per_call], to_theta(params))
+            gradient = tape.gradient(loss, params)
+            t += 1
+            first = 0.9 * first + 0.1 * gradient
+            second = 0.999 * second + 0.001 * gradient**2
+            update = (first / (1 - 0.9**t)) / (tf.sqrt(second / (1 - 0.999**t)) + 1e-8)
+            params = params - np.float32(rates[i // per_call]) * update
+            recorded.append((level, params.numpy()))
+    return to_theta, recorded
+
+
+@pytest.mark.parametrize("sigmas, iterations, averaged", [((1.0,), (10,), 5), ((1.0, 0.0), (10, 30), 15)])
+def test_register_affine_runs_and_averages_exactly_what_it_reports(sigmas, iterations, averaged):
+    """A level of 10 runs 10 (not 25); (10, 30) runs 40 (not 50) and averages the last 15 of 30."""
+    fixed = smooth_volume((20, 22, 16), 2.0)
+    theta_true = warp.random_transform_generator(1, 0.1, seed=7)
+    moving = warp.resample(fixed, warp.warp_grid(warp.get_reference_grid(fixed.shape[1:4]), theta_true)).numpy()
+    options = dict(samples=256, learning_rate=0.05, final_learning_rate=0.002, seed=3)
+    result = register.register_affine(fixed=fixed, moving=moving, sigmas=sigmas, iterations=iterations,
+                                      average_last=0.5, progress=False, **options)
+    assert result.iterations == sum(iterations)
+    expected_calls = [n for count in iterations for n in [25] * (count // 25) + [count % 25] if n]
+    assert result.history["iterations"] == expected_calls
+    assert result.history["level"] == [level for level, count in enumerate(iterations)
+                                       for _ in range(-(-count // 25))]
+    assert len(result.level_seconds) == len(iterations) and sum(result.level_seconds) <= result.seconds
+
+    to_theta, recorded = reference_affine_run(fixed, moving, sigmas, iterations, **options)
+    assert len(recorded) == sum(iterations)
+    finest = [params for level, params in recorded if level == len(iterations) - 1]
+    expected = to_theta(tf.constant(np.mean(finest[-averaged:], axis=0, dtype=np.float64), tf.float32)).numpy()
+    wrong = to_theta(tf.constant(np.mean(finest[-averaged - 5:], axis=0, dtype=np.float64), tf.float32)).numpy()
+    gap = np.abs(wrong - expected).max()
+    assert gap > 1e-3  # the case tells which iterations were averaged
+    np.testing.assert_allclose(result.theta, expected, atol=0.05 * gap)
+
+
+def test_register_affine_seconds_cover_the_whole_call():
+    import time
+
+    volume = smooth_volume((12, 12, 10))
+    start = time.perf_counter()
+    result = register.register_affine(fixed=volume, moving=volume[:, ::-1].copy(), sigmas=(1.0, 0.0),
+                                      iterations=(5, 5), samples=64, progress=False)
+    elapsed = time.perf_counter() - start
+    assert result.seconds <= elapsed < result.seconds + 0.05 + 0.02 * elapsed
+    assert 0 < sum(result.level_seconds) <= result.seconds
+
+
+def test_affine_schedule_blocks_and_averaging():
+    rates, averaged = affine.affine_schedule(60, learning_rate=0.1, final_learning_rate=0.001, block=25,
+                                             average_last=0.29)
+    np.testing.assert_allclose(rates, np.repeat([0.1, 0.01, 0.001], [25, 25, 10]), rtol=1e-12)
+    assert averaged.sum() == 17 and averaged[-17:].all()  # floor(0.29 * 60) = 17
+    rates, averaged = affine.affine_schedule(100, learning_rate=0.1, final_learning_rate=0.001,
+                                             average_last=0.29)
+    assert averaged.sum() == 29  # not 28: 0.29 * 100 is 28.999... in floating point
+    with pytest.raises(ValueError, match="`iterations` is 0"):
+        affine.affine_schedule(0, learning_rate=0.1, final_learning_rate=0.01)
+
+
+def test_stochastic_step_counts_the_iterations_of_each_call():
+    volume = tf.constant(smooth_volume((10, 10, 8))[0])
+    step, state = register.make_stochastic_affine_step((10, 10, 8), samples=32, iterations_per_call=25)
+    step(volume, volume, [0.01] * 10, [False] * 10)
+    assert state["iterations"]() == 10
+    step(volume, volume, [0.01] * 25, [False] * 24 + [True])
+    assert state["iterations"]() == 35
+    with pytest.raises(ValueError, match="`learning_rates` has 26 entries"):
+        step(volume, volume, [0.01] * 26, [False] * 26)

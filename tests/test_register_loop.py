@@ -1,0 +1,30 @@
+"""register.loop: the loop driver run_steps and the coarse-to-fine driver."""
+import pytest
+
+from tutorial_utils import register
+
+
+def test_run_steps_stops_with_a_message_when_the_loss_is_not_finite():
+    values = iter([1.0, float("nan")])
+    with pytest.raises(FloatingPointError, match="step 1 returned non-finite values"):
+        register.run_steps(lambda: next(values), 5, progress=False)
+
+
+def test_coarse_to_fine_hands_state_on_and_labels_history():
+    seen = []
+
+    def run_level(level, state):
+        seen.append(state)
+        return register.LevelRun(state + [level], {"loss": [float(level)] * (2 - level)}, 10 * (2 - level))
+
+    out = register.coarse_to_fine(run_level, 3, [], names=("loss",))
+    assert seen == [[], [0], [0, 1]] and out.state == [0, 1, 2]
+    assert out.history == {"loss": [0.0, 0.0, 1.0], "level": [0, 0, 1]}
+    assert out.iterations == 30 and len(out.level_seconds) == 3
+
+
+def test_coarse_to_fine_refuses_a_level_with_other_history():
+    with pytest.raises(ValueError, match="level 0 returned history"):
+        register.coarse_to_fine(lambda level, s: register.LevelRun(s, {"other": [1.0]}, 1), 1, names=("loss",))
+    with pytest.raises(ValueError, match="`levels` is 0"):
+        register.coarse_to_fine(lambda level, s: None, 0, names=("loss",))

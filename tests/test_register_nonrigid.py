@@ -1,0 +1,113 @@
+"""register.nonrigid: the DDF step, the folding penalty and register_nonrigid."""
+import numpy as np
+import pytest
+import tensorflow as tf
+from scipy import ndimage
+
+from tutorial_utils import register, warp
+from tutorial_utils.register import nonrigid
+
+RNG = np.random.default_rng(5)
+
+
+def smooth_volume(shape, sigma=2.0):
+    volume = ndimage.gaussian_filter(RNG.standard_normal(shape), sigma)
+    return ((volume - volume.min()) / (volume.max() - volume.min())).astype(np.float32)[None]
+
+
+@pytest.mark.parametrize("velocity", [False, True])
+def test_ddf_step_xla_matches_graph(velocity):
+    fixed = tf.constant(smooth_volume((12, 16, 16)))
+    moving = tf.constant(np.roll(fixed.numpy(), 1, axis=2))
+    options = dict(learning_rate=0.1, velocity=velocity, seed=3)
+    step_xla, field_xla, _ = register.make_ddf_step(fixed=fixed, moving=moving, jit_compile=True, **options)
+    step_graph, field_graph, _ = register.make_ddf_step(fixed=fixed, moving=moving, jit_compile=False, **options)
+    np.testing.assert_array_equal(field_xla.numpy(), field_graph.numpy())
+    for _ in range(3):
+        np.testing.assert_allclose(np.array(step_xla()), np.array(step_graph()), rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(field_xla.numpy(), field_graph.numpy(), atol=1e-3)
+
+
+# --------------------------------------------------------------------------
+# nonrigid section: folding penalty, affine base on pyramid levels, register_nonrigid
+# --------------------------------------------------------------------------
+def test_folding_penalty_matches_numpy_jacobian():
+    from tutorial_utils import metrics
+
+    rough = (1.2 * RNG.standard_normal((2, 6, 7, 8, 3))).astype(np.float32)
+    det = metrics.jacobian_determinant(rough.astype(np.float64))  # numpy.gradient, edge_order 2
+    for threshold in (0.0, 0.1):
+        expected = np.maximum(threshold - det.astype(np.float64), 0).mean(axis=(1, 2, 3))
+        np.testing.assert_allclose(register.folding_penalty(rough, threshold), expected, rtol=1e-4)
+    assert expected.min() > 0  # the case does fold somewhere
+    smooth = warp.ddf_from_affine(warp.random_transform_generator(1, 0.1, seed=1), (6, 7, 8))
+    assert float(register.folding_penalty(smooth)[0]) == 0.0
+
+
+def test_folding_penalty_gradient_matches_finite_differences():
+    ddf = tf.constant((0.6 * RNG.standard_normal((1, 4, 4, 4, 3))).astype(np.float32))
+    theoretical, numerical = tf.test.compute_gradient(
+        lambda d: register.folding_penalty(d, 0.1), [ddf], delta=1e-3)
+    scale = np.abs(numerical[0]).max()
+    np.testing.assert_allclose(theoretical[0], numerical[0], atol=0.05 * scale)
+
+
+def test_affine_on_a_level_upsamples_to_warps_affine_ddf():
+    theta = warp.random_transform_generator(1, 0.1, seed=4).numpy()
+    theta[0, 3] = [0.5, -2.0, 3.0]
+    size, level = (8, 24, 20), (8, 6, 5)
+    expected = warp.ddf_from_affine(theta, size).numpy()
+    np.testing.assert_allclose(nonrigid._affine_ddf_on_level(theta, size, size), expected, atol=1e-4)
+    coarse = nonrigid._affine_ddf_on_level(theta, size, level)
+    np.testing.assert_allclose(register.upsample_field(coarse, size), expected, atol=1e-4)
+
+
+def test_register_nonrigid_recovers_a_smooth_deformation_with_affine_base():
+    size = (8, 32, 32)
+    fixed = smooth_volume(size, 2.5)
+    grid = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float64) for s in size], indexing="ij"), -1)
+    bump = np.exp(-((grid[..., 1] - 16) ** 2 + (grid[..., 2] - 16) ** 2) / 60.0)
+    true_ddf = np.zeros((1,) + size + (3,), np.float32)
+    true_ddf[0, ..., 1] = 1.0 + 1.5 * bump  # a shift plus a smooth local bulge
+    # moving(x) = fixed(x - t(x)): warping it with about t gives fixed back
+    moving = warp.warp(fixed, -true_ddf).numpy()
+    theta = warp.identity_affine(1).numpy()
+    theta[0, 3, 1] = 1.0  # the affine part: the shift
+    result = register.register_nonrigid(fixed=fixed, moving=moving, initial_theta=theta,
+                                        iterations=(60, 40, 20), deform_weight=1.0,
+                                        fold_weight=1.0, progress=False, seed=0)
+    assert result.ddf.shape == (1,) + size + (3,)
+    assert set(result.history["level"]) == {0, 1, 2} and len(result.history["total"]) == 120
+    assert result.seconds >= sum(result.level_seconds) > 0
+    inside = (slice(2, -2), slice(6, -6), slice(6, -6))
+    before = np.mean((moving[0][inside] - fixed[0][inside]) ** 2)
+    after = np.mean((warp.warp(moving, result.ddf).numpy()[0][inside] - fixed[0][inside]) ** 2)
+    assert after < 0.25 * before
+    error = np.abs(result.ddf[0][inside] - true_ddf[0][inside])
+    assert np.median(error) < 0.5
+
+
+def test_register_nonrigid_refuses_a_wrong_schedule():
+    volume = np.zeros((1, 8, 16, 16), np.float32)
+    with pytest.raises(ValueError, match="`iterations` is"):
+        register.register_nonrigid(fixed=volume, moving=volume, levels=3, iterations=(10, 10))
+    with pytest.raises(ValueError, match="`initial_theta` has shape"):
+        register.register_nonrigid(fixed=volume, moving=volume, initial_theta=np.eye(3))
+    with pytest.raises(ValueError, match="`moving` has shape"):
+        register.register_nonrigid(fixed=volume, moving=volume[:, :4])
+
+
+def test_register_nonrigid_reports_what_ran():
+    """iterations = the steps run; history one entry per step, labelled by level; every level
+    (a 0-iteration one upsamples) timed; seconds cover the whole call."""
+    import time
+
+    fixed = smooth_volume((8, 24, 24))
+    moving = np.roll(fixed, 1, axis=2)
+    start = time.perf_counter()
+    result = register.register_nonrigid(fixed=fixed, moving=moving, iterations=(5, 0, 3), progress=False)
+    elapsed = time.perf_counter() - start
+    assert result.iterations == 8 == len(result.history["total"]) == len(result.history["image"])
+    assert result.history["level"] == [0] * 5 + [2] * 3
+    assert len(result.level_seconds) == 3 and min(result.level_seconds) > 0
+    assert sum(result.level_seconds) <= result.seconds <= elapsed < result.seconds + 0.05 + 0.02 * elapsed

@@ -1,0 +1,56 @@
+"""Classical (pairwise) registration by gradient descent.
+
+The chapters write their first optimisation loop out in full, so a reader sees
+the ``GradientTape``; this package holds the loop drivers they share and the
+improved recipes built on them. Every step is compiled with XLA
+(``jit_compile=True``), which is what makes the recipes quick on a CPU.
+
+- :mod:`~tutorial_utils.register.loop`: :func:`run_steps` (one optimisation
+  loop: history, timing, progress, early stop) and :func:`coarse_to_fine` (the
+  one level loop: state handed on, per-level time, history labelled by level);
+- :mod:`~tutorial_utils.register.pyramid`: :func:`gaussian_pyramid`,
+  :func:`smoothing_pyramid`, :func:`upsample_field`;
+- :mod:`~tutorial_utils.register.affine`: :func:`sample_points`,
+  :func:`sampled_dissimilarity`, :func:`affine_parameterisation`,
+  :func:`make_stochastic_affine_step`, :func:`affine_schedule`, :func:`register_affine`;
+- :mod:`~tutorial_utils.register.nonrigid`: :func:`make_ddf_step`,
+  :func:`folding_penalty`, :func:`register_nonrigid`.
+
+:func:`register_affine` and :func:`register_nonrigid` return a
+:class:`~tutorial_utils.results.RegistrationResult` whose ``iterations``,
+``history``, ``seconds`` and ``level_seconds`` describe what ran. The seed
+recipes' step makers (chapter 3's whole-grid affine step, chapter 4's plain DDF
+loop) live with the benchmark that times them, ``benchmarks/seed_recipes.py``.
+"""
+from .affine import (
+    AdamState,
+    affine_parameterisation,
+    affine_schedule,
+    make_stochastic_affine_step,
+    register_affine,
+    sample_points,
+    sampled_dissimilarity,
+)
+from .loop import CoarseToFine, LevelRun, coarse_to_fine, run_steps
+from .nonrigid import folding_penalty, make_ddf_step, register_nonrigid
+from .pyramid import gaussian_pyramid, smoothing_pyramid, upsample_field
+
+__all__ = [
+    "run_steps",
+    "coarse_to_fine",
+    "LevelRun",
+    "CoarseToFine",
+    "gaussian_pyramid",
+    "smoothing_pyramid",
+    "upsample_field",
+    "sample_points",
+    "sampled_dissimilarity",
+    "affine_parameterisation",
+    "AdamState",
+    "make_stochastic_affine_step",
+    "affine_schedule",
+    "register_affine",
+    "make_ddf_step",
+    "folding_penalty",
+    "register_nonrigid",
+]

@@ -1,0 +1,566 @@
+"""Affine registration by stochastic sampling: sampled losses, centred parameters, the recipe.
+
+Why: the seed recipe (chapter 3's first loop) compares every fixed voxel (on
+the grid, unsmoothed) with the moving image interpolated at a sub-voxel offset
+that varies across the volume; trilinear interpolation smooths in proportion to
+that offset, so the loss has its minimum a fraction of a voxel away from the
+true transform. Sampling BOTH images at random off-grid points (as elastix's
+random-coordinate sampler), with a light final smoothing and fresh samples
+every iteration, removes most of that bias, and each step costs O(samples),
+not O(voxels).
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, NamedTuple, Sequence, Tuple
+
+import numpy as np
+
+from .._checks import as_float32 as _as_float32
+from .._tf import tf
+from ..results import RegistrationResult
+from ..warp import identity_affine
+from .loop import LevelRun, batched_pair, coarse_to_fine, run_steps
+from .pyramid import smoothing_pyramid
+
+__all__ = [
+    "sample_points",
+    "sampled_dissimilarity",
+    "affine_parameterisation",
+    "AdamState",
+    "make_stochastic_affine_step",
+    "affine_schedule",
+    "register_affine",
+]
+
+_SAMPLED_LOSSES = ("ssd", "ncc")
+
+
+def sample_points(grid_size: Sequence[int], count: int, seed: Tuple[int, int], margin: float = 1.0) -> tf.Tensor:
+    """Uniform random (off-grid) voxel coordinates inside a volume.
+
+    Stateless: the same ``seed`` gives the same points, and no global random
+    state is read or changed (``tf.random.stateless_uniform``).
+
+    Parameters
+    ----------
+    grid_size : sequence of 3 int
+        ``(d1, d2, d3)``.
+    count : int
+        Number of points.
+    seed : pair of int (or an int32 tensor of shape (2,))
+        E.g. ``(seed, iteration)`` for new points at every iteration.
+    margin : float
+        Distance in voxels kept from the faces of the volume (>= 0): points lie
+        in ``[margin, size - 1 - margin]`` along each axis.
+
+    Returns
+    -------
+    tf.Tensor ``(count, 3)`` float32, voxels in index order.
+
+    Examples
+    --------
+    >>> points = sample_points((10, 10, 4), 1000, seed=(0, 1), margin=1.0)
+    >>> tuple(points.shape), float(tf.reduce_min(points)) >= 1.0
+    ((1000, 3), True)
+    >>> bool(tf.reduce_max(points[:, 2]) <= 2.0)
+    True
+    """
+    sizes = [int(size) for size in grid_size]
+    if len(sizes) != 3 or min(sizes) < 1:
+        raise ValueError(f"`grid_size` is {grid_size}, but it needs three positive sizes (d1, d2, d3).")
+    if margin < 0 or any(size - 1 - 2 * margin < 0 for size in sizes):
+        raise ValueError(
+            f"`margin` is {margin} voxels, which leaves no room in a volume of size {tuple(sizes)}; "
+            "it needs 0 <= margin <= (smallest size - 1) / 2."
+        )
+    low = tf.constant([margin] * 3, tf.float32)
+    high = tf.constant([size - 1.0 - margin for size in sizes], tf.float32)
+    uniform = tf.random.stateless_uniform((int(count), 3), seed=tf.cast(seed, tf.int32), alg="philox")
+    return low + uniform * (high - low)
+
+
+# --------------------------------------------------------------------------
+# SCATTERED SAMPLING AND MASKED LOSSES (private copies): `_sample` (trilinear
+# values at a list of points) is to be replaced by warp.resample at scattered
+# points, and the masked SSD/NCC inside `sampled_dissimilarity` by
+# losses.get_loss(image_loss)(fixed, warped, mask=...), after the merge.
+# Bodies unchanged from register.py (`loss_name` renamed `image_loss`).
+# --------------------------------------------------------------------------
+def _sample(volume, points):
+    """Trilinear values of ``volume`` (d1, d2, d3) at ``points`` (n, 3); 0 outside.
+
+    The same interpolation as :func:`~tutorial_utils.warp.resample` (tested
+    against SciPy), written for a list of points: one gather of the eight
+    corners from the flat volume, so its cost is O(points) and not O(voxels).
+    """
+    sizes = tf.shape(volume)
+    upper = tf.cast(sizes, tf.float32) - 1.0
+    inside = tf.reduce_all((points >= 0.0) & (points <= upper), axis=-1)
+    clamped = tf.clip_by_value(points, 0.0, upper)
+    floor = tf.floor(clamped)
+    frac = (clamped - floor)[:, None, :]  # (n, 1, 3)
+    offsets = tf.constant(_CORNER_OFFSETS)  # (8, 3) of 0/1
+    corners = tf.minimum(tf.cast(floor, tf.int32)[:, None, :] + offsets, sizes - 1)  # (n, 8, 3)
+    factors = tf.where(offsets > 0, frac, 1.0 - frac)  # (n, 8, 3)
+    weights = factors[..., 0] * factors[..., 1] * factors[..., 2]  # (n, 8)
+    index = (corners[..., 0] * sizes[1] + corners[..., 1]) * sizes[2] + corners[..., 2]
+    values = tf.gather(tf.reshape(volume, [-1]), index)
+    return tf.where(inside, tf.reduce_sum(weights * values, axis=-1), 0.0)
+
+
+_CORNER_OFFSETS = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], np.int32)
+
+
+def sampled_dissimilarity(fixed, moving, points, theta, image_loss: str = "ssd") -> Tuple[tf.Tensor, tf.Tensor]:
+    """The dissimilarity of ``fixed`` and ``moving`` compared at off-grid points only.
+
+    Both images are interpolated (trilinearly): the fixed one at ``points``,
+    the moving one at ``[points, 1] @ theta``. Only points whose moving
+    position lies inside the moving volume count (the overlap mask), so a
+    transform cannot lower the loss by pushing anatomy out of view.
+
+    Parameters
+    ----------
+    fixed, moving : tensor ``(d1, d2, d3)`` (or ``(1, d1, d2, d3)``)
+    points : tensor ``(n, 3)``, fixed-image voxel coordinates.
+    theta : tensor ``(1, 4, 3)`` or ``(4, 3)``, the package's affine convention.
+    image_loss : {"ssd", "ncc"}
+        ``"ssd"``: mean squared difference over the overlap; ``"ncc"``: 1 minus
+        the normalised cross-correlation over the overlap.
+
+    Returns
+    -------
+    (loss, overlap) : scalar tensors; ``overlap`` is the fraction of points inside.
+    """
+    if image_loss not in _SAMPLED_LOSSES:
+        raise ValueError(f"`image_loss` is {image_loss!r}; sampled losses are {_SAMPLED_LOSSES}.")
+    fixed = tf.reshape(fixed, tf.shape(fixed)[-3:]) if len(fixed.shape) == 4 else fixed
+    moving = tf.reshape(moving, tf.shape(moving)[-3:]) if len(moving.shape) == 4 else moving
+    theta = tf.reshape(tf.cast(theta, tf.float32), (4, 3))
+    mapped = points @ theta[:3] + theta[3]
+    upper = tf.cast(tf.shape(moving), tf.float32) - 1.0
+    inside = tf.cast(tf.reduce_all((mapped >= 0.0) & (mapped <= upper), axis=-1), tf.float32)
+    count = tf.maximum(tf.reduce_sum(inside), 1.0)
+    fixed_values = _sample(fixed, points)
+    moving_values = _sample(moving, mapped)
+    if image_loss == "ssd":
+        loss = tf.reduce_sum(inside * (fixed_values - moving_values) ** 2) / count
+    else:
+        f_mean = tf.reduce_sum(inside * fixed_values) / count
+        m_mean = tf.reduce_sum(inside * moving_values) / count
+        f_c, m_c = inside * (fixed_values - f_mean), inside * (moving_values - m_mean)
+        loss = 1.0 - tf.reduce_sum(f_c * m_c) / tf.sqrt(
+            tf.reduce_sum(f_c**2) * tf.reduce_sum(m_c**2) + 1e-12
+        )
+    return loss, tf.reduce_sum(inside) / tf.cast(tf.shape(points)[0], tf.float32)
+
+# ------------------------------------- end of SCATTERED SAMPLING / MASKED LOSS copies
+
+
+# --------------------------------------------------------------------------
+# CENTRED AFFINE (private copy): the pivot of `affine_parameterisation` is to
+# be replaced by tutorial_utils.affine's centred parameterisation after the
+# merge. Body unchanged from register.py.
+# --------------------------------------------------------------------------
+def affine_parameterisation(grid_size: Sequence[int]) -> Tuple[Callable, Callable]:
+    """A well-conditioned affine: centred, scaled coordinates.
+
+    The transform is ``x -> c + ((x - c) / s) @ L * s + t * s`` with ``c`` the
+    volume's centre and ``s`` its root-mean-square half-size, so a unit change
+    of any entry of the linear part ``L`` or of the translation ``t`` moves a
+    typical voxel by about ``s`` voxels: the 12 parameters are commensurate,
+    and pivoting about the centre decouples translation from rotation/scaling.
+
+    Returns
+    -------
+    (to_theta, from_theta) : callables
+        ``to_theta(parameters)`` maps a ``(4, 3)`` parameter tensor (identity:
+        ``[I; 0]``) to the package's ``theta`` ``(1, 4, 3)``; ``from_theta`` is its inverse.
+
+    Examples
+    --------
+    >>> to_theta, from_theta = affine_parameterisation((9, 9, 5))
+    >>> parameters = from_theta(identity_affine(1))
+    >>> bool(tf.reduce_all(tf.abs(to_theta(parameters) - identity_affine(1)) < 1e-6))
+    True
+    """
+    sizes = np.asarray([float(size) for size in grid_size], np.float32)
+    centre = tf.constant((sizes - 1.0) / 2.0)
+    scale = float(max(np.sqrt(np.mean(((sizes - 1.0) / 2.0) ** 2)), 1.0))
+
+    def to_theta(parameters):
+        linear = parameters[:3]
+        shift = centre - tf.linalg.matvec(linear, centre, transpose_a=True) + parameters[3] * scale
+        return tf.concat([linear, shift[None]], axis=0)[None]
+
+    def from_theta(theta):
+        theta = tf.reshape(tf.cast(theta, tf.float32), (4, 3))
+        linear = theta[:3]
+        translation = (theta[3] - centre + tf.linalg.matvec(linear, centre, transpose_a=True)) / scale
+        return tf.concat([linear, translation[None]], axis=0)
+
+    return to_theta, from_theta
+
+# ---------------------------------------------------- end of CENTRED AFFINE copy
+
+
+class AdamState(NamedTuple):
+    """The state of :func:`make_stochastic_affine_step`'s hand-written Adam, by name.
+
+    Adam as Kingma & Ba (ICLR 2015), Algorithm 1 (``beta_1 = 0.9``,
+    ``beta_2 = 0.999``, ``epsilon = 1e-8``), plus the Polyak-Ruppert sums and
+    the current call's bookkeeping. Shapes: ``(4, 3)`` for the parameter-shaped
+    fields, scalars otherwise.
+    """
+
+    parameters: tf.Tensor  # (4, 3) centred affine parameters (see affine_parameterisation)
+    first_moment: tf.Tensor  # (4, 3) Adam's m
+    second_moment: tf.Tensor  # (4, 3) Adam's v
+    step: tf.Tensor  # int32 Adam's t: iterations run so far, all calls together
+    average_sum: tf.Tensor  # (4, 3) sum of the averaged iterates
+    average_count: tf.Tensor  # float32 number of averaged iterates
+    loss_sum: tf.Tensor  # float32 sum of this call's losses
+    overlap: tf.Tensor  # float32 overlap fraction of this call's last iteration
+
+
+_KEPT = ("parameters", "first_moment", "second_moment", "step", "average_sum", "average_count")
+_BETA_1, _BETA_2, _EPSILON = 0.9, 0.999, 1e-8
+
+
+def _adam_iteration(state: AdamState, gradient, learning_rate, accumulate, loss, overlap) -> AdamState:
+    """One Adam update of ``state`` (Kingma & Ba 2015, Algorithm 1), then the Polyak sums."""
+    t = state.step + 1
+    t_float = tf.cast(t, tf.float32)
+    first = _BETA_1 * state.first_moment + (1 - _BETA_1) * gradient
+    second = _BETA_2 * state.second_moment + (1 - _BETA_2) * gradient**2
+    update = (first / (1 - _BETA_1**t_float)) / (tf.sqrt(second / (1 - _BETA_2**t_float)) + _EPSILON)
+    params = state.parameters - learning_rate * update
+    return AdamState(
+        parameters=params, first_moment=first, second_moment=second, step=t,
+        average_sum=state.average_sum + tf.where(accumulate, params, tf.zeros_like(params)),
+        average_count=state.average_count + tf.where(accumulate, 1.0, 0.0),
+        loss_sum=state.loss_sum + loss, overlap=overlap,
+    )
+
+
+def make_stochastic_affine_step(
+    grid_size: Sequence[int],
+    *,
+    samples: int = 2048,
+    iterations_per_call: int = 25,
+    image_loss: str = "ssd",
+    margin: float = 1.0,
+    seed: int = 0,
+    initial_theta=None,
+    jit_compile: bool = True,
+):
+    """Adam on the centred affine with fresh random samples at every iteration.
+
+    One call of ``step(fixed, moving, learning_rates, accumulate)`` runs
+    exactly ``len(learning_rates)`` iterations (1 to ``iterations_per_call``)
+    inside one compiled loop, so Python's per-call overhead is paid once per
+    call; the count is a tensor argument, so calls of any length share one
+    compiled program, as do the levels of a smoothing pyramid (the images are
+    arguments too). A call whose Adam counter starts at ``t0`` draws
+    ``samples * iterations_per_call`` points from the stateless seed
+    ``(seed, t0)`` and gives its ``i``-th iteration the ``i``-th block of
+    ``samples``: reruns give the same points, and each iteration new ones.
+
+    Parameters
+    ----------
+    grid_size : sequence of 3 int
+        The fixed (and moving) volume's ``(d1, d2, d3)``.
+    samples : int
+        Points per iteration (>= 16); a step costs O(samples), whatever the volume size.
+    iterations_per_call : int
+        The most iterations one call runs (>= 1).
+    image_loss : {"ssd", "ncc"}
+        See :func:`sampled_dissimilarity`.
+    margin : float
+        Points keep this distance (voxels) from the fixed volume's faces.
+    seed : int
+    initial_theta : array ``(1, 4, 3)``, optional
+        Starting transform (default: the identity).
+    jit_compile : bool
+        Compile the loop with XLA.
+
+    Returns
+    -------
+    step : callable
+        ``step(fixed, moving, learning_rates, accumulate)`` with ``fixed``/``moving``
+        ``(d1, d2, d3)`` tensors and two sequences of one length ``n``
+        (1 <= n <= ``iterations_per_call``): iteration ``i`` of the call uses
+        ``learning_rates[i]`` and, if ``accumulate[i]``, adds its parameters to a
+        running (Polyak) average. Returns ``(mean loss of the n iterations, max
+        corner movement in voxels during the call, overlap fraction of the last
+        iteration)``.
+    state : dict
+        ``"parameters"`` (tf.Variable (4, 3)), ``"theta"`` (callable -> current
+        theta (1, 4, 3)), ``"average_theta"`` (callable -> averaged theta, or the
+        current one before any accumulation), ``"iterations"`` (callable ->
+        Adam's counter: the iterations run so far).
+
+    Raises
+    ------
+    ValueError
+        For ``samples`` < 16, ``iterations_per_call`` < 1, an unknown
+        ``image_loss``; and (from ``step``) schedules of a wrong length.
+    """
+    if int(samples) < 16 or int(iterations_per_call) < 1:
+        raise ValueError(
+            f"`samples` is {samples} and `iterations_per_call` is {iterations_per_call}; "
+            "they need to be >= 16 and >= 1."
+        )
+    if image_loss not in _SAMPLED_LOSSES:
+        raise ValueError(f"`image_loss` is {image_loss!r}; sampled losses are {_SAMPLED_LOSSES}.")
+    sizes = tuple(int(size) for size in grid_size)
+    per_call = int(iterations_per_call)
+    to_theta, from_theta = affine_parameterisation(sizes)
+    start = identity_affine(1) if initial_theta is None else _as_float32(initial_theta, "initial_theta")
+    variables = {
+        "parameters": tf.Variable(from_theta(start), name="affine_parameters"),
+        "first_moment": tf.Variable(tf.zeros((4, 3))), "second_moment": tf.Variable(tf.zeros((4, 3))),
+        "step": tf.Variable(0, dtype=tf.int32),
+        "average_sum": tf.Variable(tf.zeros((4, 3))), "average_count": tf.Variable(0.0),
+    }
+    corners = tf.constant(
+        [[x, y, z, 1.0] for x in (0, sizes[0] - 1) for y in (0, sizes[1] - 1) for z in (0, sizes[2] - 1)],
+        tf.float32,
+    )
+
+    def one_iteration(fixed, moving, learning_rates, accumulate, all_points, start_count, state):
+        index = state.step - start_count
+        with tf.GradientTape() as tape:
+            tape.watch(state.parameters)
+            loss, overlap = sampled_dissimilarity(
+                fixed, moving, tf.gather(all_points, index), to_theta(state.parameters), image_loss)
+        gradient = tape.gradient(loss, state.parameters)
+        return _adam_iteration(state, gradient, tf.gather(learning_rates, index),
+                               tf.gather(accumulate, index), loss, overlap)
+
+    def chunk(fixed, moving, learning_rates, accumulate, all_points, count):
+        before = corners @ to_theta(variables["parameters"])[0]
+        state = AdamState(**{name: variables[name].read_value() for name in _KEPT},
+                          loss_sum=tf.constant(0.0), overlap=tf.constant(0.0))
+        start_count = state.step
+        (state,) = tf.while_loop(
+            lambda s: True,
+            lambda s: (one_iteration(fixed, moving, learning_rates, accumulate, all_points, start_count, s),),
+            (state,),
+            maximum_iterations=count,
+        )
+        for name in _KEPT:
+            variables[name].assign(getattr(state, name))
+        moved = tf.reduce_max(tf.norm(corners @ to_theta(state.parameters)[0] - before, axis=-1))
+        return state.loss_sum / tf.cast(count, tf.float32), moved, state.overlap
+
+    compiled = tf.function(chunk, jit_compile=jit_compile, autograph=False)
+
+    def step(fixed, moving, learning_rates, accumulate):
+        rates = np.asarray(learning_rates, np.float32).reshape(-1)
+        flags = np.asarray(accumulate, bool).reshape(-1)
+        if not 1 <= rates.size <= per_call or flags.shape != rates.shape:
+            raise ValueError(
+                f"`learning_rates` has {rates.size} entries and `accumulate` {flags.size}; they need "
+                f"one entry per iteration of the call, between 1 and iterations_per_call={per_call}."
+            )
+        # The points are drawn outside the compiled loop (XLA compiles TensorFlow's
+        # random generator slowly), one stateless seed (seed, first iteration) per call.
+        first_iteration = int(variables["step"].numpy())
+        points = sample_points(sizes, samples * per_call, (int(seed), first_iteration), margin)
+        points = tf.reshape(points, (per_call, samples, 3))
+        padded_rates, padded_flags = np.zeros(per_call, np.float32), np.zeros(per_call, bool)
+        padded_rates[: rates.size], padded_flags[: flags.size] = rates, flags
+        return compiled(fixed, moving, tf.constant(padded_rates), tf.constant(padded_flags), points,
+                        tf.constant(rates.size, tf.int32))
+
+    def average_theta():
+        if float(variables["average_count"].numpy()) == 0.0:
+            return to_theta(variables["parameters"])
+        return to_theta(variables["average_sum"] / variables["average_count"])
+
+    return step, {"parameters": variables["parameters"], "theta": lambda: to_theta(variables["parameters"]),
+                  "average_theta": average_theta, "iterations": lambda: int(variables["step"].numpy())}
+
+
+def affine_schedule(
+    iterations: int,
+    *,
+    learning_rate: float,
+    final_learning_rate: float,
+    block: int = 25,
+    average_last: float = 0.0,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """The per-iteration learning rates and averaging flags of one level of :func:`register_affine`.
+
+    The learning rate is held for blocks of ``block`` iterations (the last
+    block may be shorter) and decays geometrically across the level's
+    ``ceil(iterations / block)`` blocks, from ``learning_rate`` (first block)
+    to ``final_learning_rate`` (last block; one block: ``learning_rate`` only).
+    Exactly the last ``floor(average_last * iterations)`` iterations are
+    averaged (Polyak-Ruppert).
+
+    Parameters
+    ----------
+    iterations : int
+        The level's iteration count (>= 1).
+    learning_rate, final_learning_rate : float
+    block : int
+        Iterations per learning-rate block (>= 1).
+    average_last : float in [0, 1)
+
+    Returns
+    -------
+    (learning_rates, averaged) : ndarrays ``(iterations,)``, float64 and bool.
+
+    Examples
+    --------
+    >>> rates, averaged = affine_schedule(30, learning_rate=0.1, final_learning_rate=0.01,
+    ...                                   block=25, average_last=0.5)
+    >>> float(rates[24]), float(rates[25]), int(averaged.sum()), int(averaged.argmax())
+    (0.1, 0.01, 15, 15)
+    """
+    n, block = int(iterations), int(block)
+    if n < 1 or block < 1 or not 0 <= average_last < 1:
+        raise ValueError(
+            f"`iterations` is {iterations}, `block` {block}, `average_last` {average_last}; they need "
+            "iterations >= 1, block >= 1 and 0 <= average_last < 1."
+        )
+    blocks = -(-n // block)
+    rates = np.geomspace(learning_rate, final_learning_rate, blocks)[np.arange(n) // block]
+    averaged_count = int(math.floor(average_last * n + 1e-9))  # 1e-9: 0.29 * 100 is 28.999...
+    return rates, np.arange(n) >= n - averaged_count
+
+
+def _affine_pair(fixed, moving) -> Tuple[np.ndarray, np.ndarray]:
+    """``fixed``, ``moving`` as float32 arrays ``(1, d1, d2, d3)`` of one shape, or a ValueError."""
+    fixed = np.asarray(fixed, np.float32)
+    moving = np.asarray(moving, np.float32)
+    fixed, moving = (array[None] if array.ndim == 3 else array for array in (fixed, moving))
+    fixed, moving = (t.numpy() for t in batched_pair(fixed, moving))
+    if fixed.shape[0] != 1:
+        raise ValueError(f"`fixed` has shape {fixed.shape}; register_affine takes one pair (batch 1).")
+    return fixed, moving
+
+
+def register_affine(
+    *,
+    fixed,
+    moving,
+    sigmas: Sequence[float] = (4.0, 2.0, 1.0, 0.5),
+    iterations: Sequence[int] = (200, 200, 200, 400),
+    samples: int = 2048,
+    learning_rate: float = 0.05,
+    final_learning_rate: float = 0.002,
+    image_loss: str = "ssd",
+    margin: float = 1.0,
+    average_last: float = 0.5,
+    tolerance: float = 0.0,
+    iterations_per_call: int = 25,
+    seed: int = 0,
+    initial_theta=None,
+    progress: bool = True,
+) -> RegistrationResult:
+    """Affine registration: stochastic sampling, centred parameters, smoothing pyramid.
+
+    Coarse to fine (:func:`~tutorial_utils.register.coarse_to_fine`): at each
+    level both images are smoothed with ``sigmas[level]``
+    (:func:`~tutorial_utils.register.smoothing_pyramid`) and Adam runs exactly
+    ``iterations[level]`` iterations on :func:`sampled_dissimilarity`, in calls
+    of at most ``iterations_per_call`` (:func:`make_stochastic_affine_step`;
+    a level of 30 runs 25 + 5). The learning rate follows
+    :func:`affine_schedule` with ``block=iterations_per_call``: held per block,
+    decaying geometrically from ``learning_rate`` to ``final_learning_rate``
+    across the level's blocks. Exactly the last
+    ``floor(average_last * iterations[-1])`` iterations of the finest level are
+    averaged (Polyak-Ruppert), which cancels most of the sampling noise. A
+    level stops early when a call moves no corner of the volume by more than
+    ``tolerance`` voxels, as long as none of its iterations was averaged yet
+    (a :func:`~tutorial_utils.register.run_steps` callback; 0 disables it);
+    the averaged theta is then the last iterate if nothing was averaged.
+
+    Parameters
+    ----------
+    fixed, moving : array ``(1, d1, d2, d3)`` (or ``(d1, d2, d3)``), same shape.
+    sigmas, iterations : sequences of equal length, coarse to fine
+        Smoothing in voxels; iterations per level (each >= 1).
+    samples : int
+        Random off-grid points per iteration.
+    learning_rate, final_learning_rate : float
+        Adam's step at the start and end of each level, in parameter units (see
+        :func:`affine_parameterisation`; 0.05 moves a typical voxel by about
+        0.05 times the volume's half-size).
+    image_loss : {"ssd", "ncc"}
+    margin, seed, iterations_per_call : see :func:`make_stochastic_affine_step`.
+    average_last : float in [0, 1)
+    tolerance : float
+        Voxels (0: run every iteration).
+    initial_theta : array ``(1, 4, 3)``, optional
+    progress : bool
+
+    Returns
+    -------
+    RegistrationResult
+        ``theta``: ``(1, 4, 3)``, the package's convention
+        (``warp_grid(grid, theta)`` maps fixed voxels into the moving image);
+        ``history``: lists ``loss`` (mean over the call), ``movement`` (voxels),
+        ``overlap``, ``iterations`` (the call's iteration count) and ``level``,
+        one entry per call; ``iterations``: the iterations run, all levels
+        (``sum(iterations)`` unless a level stopped early); ``seconds``: wall
+        time of the whole call (smoothing and compilation included);
+        ``level_seconds``: per level, smoothing included.
+
+    Raises
+    ------
+    ValueError
+        For images of different or wrong shapes, mismatched ``sigmas``/``iterations``,
+        or ``average_last`` outside [0, 1).
+    """
+    begin = time.perf_counter()
+    fixed, moving = _affine_pair(fixed, moving)
+    if len(sigmas) != len(iterations) or not len(sigmas) or min(iterations) < 1:
+        raise ValueError(
+            f"`sigmas` {tuple(sigmas)} and `iterations` {tuple(iterations)} need the same, non-zero "
+            "length and at least one iteration per level."
+        )
+    if not 0 <= average_last < 1:
+        raise ValueError(f"`average_last` is {average_last}; it needs to lie in [0, 1).")
+    step, state = make_stochastic_affine_step(
+        fixed.shape[1:4], samples=samples, iterations_per_call=iterations_per_call,
+        image_loss=image_loss, margin=margin, seed=seed, initial_theta=initial_theta,
+    )
+    names = ("loss", "movement", "overlap", "iterations")
+    per_call, levels = int(iterations_per_call), len(sigmas)
+
+    def run_level(level, _):
+        count = int(iterations[level])
+        rates, averaged = affine_schedule(
+            count, learning_rate=learning_rate, final_learning_rate=final_learning_rate,
+            block=per_call, average_last=average_last if level == levels - 1 else 0.0)
+        fixed_level, moving_level = (tf.constant(smoothing_pyramid(image, [sigmas[level]])[0])
+                                     for image in (fixed, moving))
+        starts = iter(range(0, count, per_call))
+
+        def level_step():
+            first = next(starts)
+            last = min(count, first + per_call)
+            return (*step(fixed_level, moving_level, rates[first:last], averaged[first:last]), last - first)
+
+        def settled(index, values):
+            end = min(count, (index + 1) * per_call)
+            return tolerance > 0 and not averaged[end - 1] and values["movement"] < tolerance
+
+        run = run_steps(level_step, -(-count // per_call), names=names, callback=settled,
+                        progress=progress, description=f"affine level {level + 1}/{levels}")
+        history = {**run["history"], "iterations": [int(n) for n in run["history"]["iterations"]]}
+        return LevelRun(None, history, sum(history["iterations"]))
+
+    levels_run = coarse_to_fine(run_level, levels, None, names=names)
+    theta = state["average_theta"]().numpy().astype(np.float32)
+    return RegistrationResult(
+        method="register_affine", theta=theta, history=levels_run.history,
+        iterations=levels_run.iterations, level_seconds=levels_run.level_seconds,
+        seconds=time.perf_counter() - begin,
+    )

@@ -1,0 +1,342 @@
+"""Nonrigid registration: the dense-field Adam step and the multi-resolution recipe.
+
+:func:`make_ddf_step` is the chapters' nonrigid step packaged (a DDF or a
+stationary velocity field, image loss plus deformation loss, optionally an
+affine base and a folding penalty); :func:`register_nonrigid` runs it coarse
+to fine over a :func:`~tutorial_utils.register.gaussian_pyramid` through
+:func:`~tutorial_utils.register.coarse_to_fine`.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .._checks import as_float32 as _as_float32
+from .._checks import check_rank, check_same_shape
+from .._tf import tf
+from ..losses import dissimilarity_fn, local_displacement_energy
+from ..results import RegistrationResult
+from ..warp import Warping, integrate_velocity
+from .loop import LevelRun, batched_pair, coarse_to_fine, run_steps
+from .pyramid import gaussian_pyramid, upsample_field
+
+__all__ = ["make_ddf_step", "folding_penalty", "register_nonrigid"]
+
+_NAMES = ("total", "image", "deform")
+
+
+def make_ddf_step(
+    *,
+    fixed,
+    moving,
+    learning_rate: float = 0.1,
+    image_loss: str = "lncc",
+    deform_loss: str = "bending",
+    deform_weight: float = 1.0,
+    velocity: bool = False,
+    init_std: float = 1e-3,
+    seed: Optional[int] = None,
+    jit_compile: bool = True,
+    include_border: bool = False,
+    initial_field=None,
+    base_ddf=None,
+    fold_weight: float = 0.0,
+) -> Tuple[Callable[[], Tuple[tf.Tensor, tf.Tensor, tf.Tensor]], tf.Variable, Callable[[], tf.Tensor]]:
+    """An Adam step that optimises a dense field to align ``moving`` to ``fixed``.
+
+    The loss is ``image_loss(fixed, warped) + deform_weight * deform_loss(ddf)``.
+    With ``velocity=True`` the variable is a stationary velocity field and the
+    DDF is obtained from it by scaling and squaring.
+
+    Parameters
+    ----------
+    fixed, moving : tensor ``(1, d1, d2, d3)``
+    learning_rate : float
+    image_loss : {"ssd", "lncc", "gmi"}
+    deform_loss : {"bending", "gradient-l1", "gradient-l2"}
+    deform_weight : float
+    velocity : bool
+    init_std : float
+        The field starts as N(0, init_std^2) voxels, as in the original tutorial.
+    seed : int, optional
+        Seed of the initial field.
+    include_border : bool
+        Penalise the deformation at every voxel, border included (see
+        :func:`~tutorial_utils.losses.bending_energy`); default: interior only.
+    initial_field : array-like ``(1, d1, d2, d3, 3)``, optional
+        Start from this field (voxels) instead of the random one, e.g. a field
+        brought up from a coarser level by :func:`upsample_field`.
+    base_ddf : array-like ``(1, d1, d2, d3, 3)``, optional
+        A fixed displacement added before warping, e.g. an affine's
+        (:func:`~tutorial_utils.warp.ddf_from_affine`): the image is warped with
+        ``base_ddf + ddf`` and only ``ddf`` is penalised.
+    fold_weight : float
+        Weight of :func:`folding_penalty` of the whole DDF (``base_ddf`` included),
+        added to the loss (0: none, the original recipe).
+
+    Returns
+    -------
+    step : callable
+        ``step()`` -> ``(total, image_term, deform_term)`` after one update.
+    field : tf.Variable ``(1, d1, d2, d3, 3)``
+        The DDF (or velocity field) being optimised, in voxels.
+    get_ddf : callable
+        ``get_ddf()`` -> the current DDF ``(1, d1, d2, d3, 3)`` (without ``base_ddf``).
+    """
+    fixed, moving = batched_pair(fixed, moving)
+    size = tuple(fixed.shape[1:4])
+    if initial_field is None:
+        initial = tf.random.stateless_normal(
+            (1,) + size + (3,), seed=(0, 0 if seed is None else int(seed)), stddev=init_std
+        )
+    else:
+        initial = _field_on(initial_field, size, "initial_field")
+    base = None if base_ddf is None else _field_on(base_ddf, size, "base_ddf")
+    field = tf.Variable(initial, name="velocity" if velocity else "ddf")
+    warping = Warping(fixed_image_size=size)
+    optimiser = tf.keras.optimizers.Adam(learning_rate)
+
+    def to_ddf():
+        return integrate_velocity(field) if velocity else tf.identity(field)
+
+    @tf.function(jit_compile=jit_compile)
+    def step():
+        with tf.GradientTape() as tape:
+            ddf = to_ddf()
+            warped = warping(inputs=[ddf if base is None else base + ddf, moving])
+            image_term = dissimilarity_fn(fixed, warped, image_loss)
+            deform_term = local_displacement_energy(ddf, deform_loss, include_border=include_border)
+            loss = image_term + deform_weight * deform_term
+            if fold_weight:
+                whole = ddf if base is None else base + ddf
+                loss += fold_weight * tf.reduce_mean(folding_penalty(whole))
+        gradients = tape.gradient(loss, [field])
+        optimiser.apply_gradients(zip(gradients, [field]))
+        return loss, image_term, deform_term
+
+    return step, field, to_ddf
+
+
+def _field_on(field, size, name):
+    """``field`` as a float32 ``(1, *size, 3)`` tensor, or a ValueError naming ``name``."""
+    field = _as_float32(field, name)
+    if tuple(field.shape) != (1,) + tuple(size) + (3,):
+        raise ValueError(
+            f"`{name}` has shape {tuple(field.shape)}; it needs (1, {', '.join(map(str, size))}, 3),"
+            " the fixed image's grid."
+        )
+    return field
+
+
+# --------------------------------------------------------------------------
+# FOLDING PENALTY (private copies): `_numpy_gradient` (the derivative stencil
+# of numpy.gradient, edge_order=2) and `folding_penalty` (the Jacobian
+# determinant's hinge) are to be replaced by tutorial_utils.fields' stencil and
+# Jacobian and by losses.folding_penalty after the merge. Bodies unchanged
+# from register.py.
+# --------------------------------------------------------------------------
+def _numpy_gradient(field, axis: int):
+    """``numpy.gradient(..., edge_order=2)`` along spatial ``axis`` (1, 2 or 3) of
+    ``(batch, d1, d2, d3, c)``: central differences inside, second-order one-sided
+    differences at the two ends; same shape."""
+    size = field.shape[axis]
+
+    def part(start, stop):
+        index = [slice(None)] * 5
+        index[axis] = slice(start, stop)
+        return field[tuple(index)]
+
+    first = (-3.0 * part(0, 1) + 4.0 * part(1, 2) - part(2, 3)) / 2.0
+    inside = (part(2, size) - part(0, size - 2)) / 2.0
+    last = (3.0 * part(size - 1, size) - 4.0 * part(size - 2, size - 1) + part(size - 3, size - 2)) / 2.0
+    return tf.concat([first, inside, last], axis=axis)
+
+
+def folding_penalty(ddf, threshold: float = 0.1) -> tf.Tensor:
+    r"""Mean hinge on the Jacobian determinant: a penalty on (near-)folding voxels only.
+
+    .. math:: P = \frac{1}{N}\sum_v \max(0,\ \tau - \det(I + \nabla u(v)))
+
+    with derivatives at every voxel as ``numpy.gradient(..., edge_order=2)``
+    computes them (the determinant of
+    :func:`~tutorial_utils.metrics.jacobian_determinant`).
+    Voxels whose determinant stays above ``tau`` cost nothing, so unlike the
+    bending energy it does not stiffen the whole field; it pushes the few
+    voxels about to fold back (the selective Jacobian loss of Mok & Chung,
+    CVPR 2020, with a margin ``tau``).
+
+    Parameters
+    ----------
+    ddf : tensor ``(batch, d1, d2, d3, 3)``, voxels; each axis >= 3.
+    threshold : float
+        The margin ``tau``; 0 penalises folding voxels only.
+
+    Returns
+    -------
+    tf.Tensor ``(batch,)``; 0 for an identity or any field with ``det > tau`` everywhere.
+    """
+    shape = check_rank(ddf, "ddf", [5], "(batch, d1, d2, d3, 3)")
+    if shape[-1] != 3 or any(size is not None and size < 3 for size in shape[1:4]):
+        raise ValueError(f"`ddf` has shape {shape}; it needs (batch, d1, d2, d3, 3), each d >= 3.")
+    ddf = _as_float32(ddf, "ddf")
+    # grad[i][c] = d u_c / d x_i; jac[c][i] = d (x_c + u_c) / d x_i
+    grad = [tf.unstack(_numpy_gradient(ddf, axis), axis=-1) for axis in (1, 2, 3)]
+    jac = [[grad[i][c] + (1.0 if i == c else 0.0) for i in range(3)] for c in range(3)]
+    det = (
+        jac[0][0] * (jac[1][1] * jac[2][2] - jac[1][2] * jac[2][1])
+        - jac[0][1] * (jac[1][0] * jac[2][2] - jac[1][2] * jac[2][0])
+        + jac[0][2] * (jac[1][0] * jac[2][1] - jac[1][1] * jac[2][0])
+    )
+    return tf.reduce_mean(tf.nn.relu(threshold - det), axis=[1, 2, 3])
+
+# ------------------------------------------------- end of FOLDING PENALTY copies
+
+
+def _affine_ddf_on_level(theta, size, level_size) -> "np.ndarray":
+    """The DDF of ``theta`` (an affine in full-resolution voxels, ``warp_grid``'s
+    convention) expressed on a pyramid level's grid, in that level's voxels.
+
+    A level voxel ``q`` sits at full-resolution ``p = (q + 0.5) r - 0.5`` (pixel
+    centres aligned, ``r = size / level_size``); it is sent to ``[p, 1] theta``,
+    which is level coordinate ``([p, 1] theta + 0.5) / r - 0.5``. Exact.
+    """
+    theta = np.asarray(theta, np.float64).reshape(4, 3)
+    ratio = np.asarray(size, np.float64) / np.asarray(level_size, np.float64)
+    axes = [np.arange(s, dtype=np.float64) for s in level_size]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
+    full = (grid + 0.5) * ratio - 0.5
+    sent = full @ theta[:3] + theta[3]
+    return ((sent + 0.5) / ratio - 0.5 - grid)[None].astype(np.float32)
+
+
+def _check_schedule(fixed, moving, initial_theta, levels, iterations):
+    check_rank(fixed, "fixed", [4], "(1, d1, d2, d3)")
+    check_same_shape(fixed, moving, "fixed", "moving")
+    if fixed.shape[0] != 1:
+        raise ValueError(f"`fixed` has shape {tuple(fixed.shape)}; one pair at a time (batch 1).")
+    iterations = tuple(int(i) for i in iterations)
+    if len(iterations) != int(levels) or min(iterations) < 0 or iterations[0] < 1:
+        raise ValueError(
+            f"`iterations` is {iterations}; it needs one count per level ({levels}), coarsest "
+            "first, the coarsest positive (0 at a finer level: the field is only upsampled)."
+        )
+    if initial_theta is not None and np.asarray(initial_theta).size != 12:
+        raise ValueError(
+            f"`initial_theta` has shape {np.shape(initial_theta)}; it needs (1, 4, 3) "
+            "(warp_grid's convention, full-resolution voxels)."
+        )
+    return iterations
+
+
+def register_nonrigid(
+    *,
+    fixed,
+    moving,
+    initial_theta=None,
+    levels: int = 3,
+    downscale=(1, 2, 2),
+    iterations: Sequence[int] = (300, 200, 100),
+    learning_rate: float = 0.1,
+    image_loss: str = "lncc",
+    deform_loss: str = "bending",
+    deform_weight: float = 5.0,
+    include_border: bool = True,
+    velocity: bool = False,
+    fold_weight: float = 10.0,
+    seed: int = 0,
+    progress: bool = True,
+) -> RegistrationResult:
+    """Multi-resolution nonrigid registration, optionally on top of an affine.
+
+    Coarse to fine (:func:`~tutorial_utils.register.coarse_to_fine`) over a
+    :func:`~tutorial_utils.register.gaussian_pyramid` of both images: at each
+    level, a DDF (or velocity field) is optimised by :func:`make_ddf_step` for
+    exactly that level's ``iterations`` (driven by
+    :func:`~tutorial_utils.register.run_steps`), the moving image being warped
+    by ``affine + field``; the result is brought to the next level by
+    :func:`~tutorial_utils.register.upsample_field` and refined there. Coarse
+    levels move the prostate-sized structures cheaply (16 times fewer voxels
+    for ``downscale=(1, 2, 2)`` two levels down); the full level only adds detail.
+
+    Parameters
+    ----------
+    fixed, moving : array-like ``(1, d1, d2, d3)``
+        Images, ideally rescaled to [0, 1]. Keyword-only, fixed first.
+    initial_theta : array-like ``(1, 4, 3)``, optional
+        An affine (``warp_grid``'s convention, full-resolution voxels, fixed ->
+        moving), e.g. from an affine registration; kept fixed and included in
+        the returned DDF. ``None``: identity.
+    levels : int
+        Pyramid levels (1 = the full resolution only).
+    downscale : float or sequence of 3 floats
+        Size ratio between levels along (d1, d2, d3); ``(1, 2, 2)`` keeps the
+        thick slices.
+    iterations : sequence of int
+        Adam steps per level, coarsest first; 0 at a finer level only upsamples
+        the field there (e.g. to skip the costly full resolution).
+    learning_rate, image_loss, deform_loss, deform_weight, velocity, fold_weight
+        As in :func:`make_ddf_step`, the same at every level (the penalty is in
+        each level's voxels). The defaults (bending 5 at every voxel, folding
+        hinge 10) are chapter 4's recipe.
+    include_border : bool
+        Penalise the deformation at the border too (default; see
+        :func:`~tutorial_utils.losses.bending_energy`).
+    seed : int
+        Seed of the coarsest level's initial field.
+    progress : bool
+        Show a progress bar per level.
+
+    Returns
+    -------
+    RegistrationResult
+        ``ddf``: ``(1, d1, d2, d3, 3)``, voxels on the fixed grid, affine
+        included (warp the moving image with it); ``history``: lists ``total``,
+        ``image``, ``deform`` and ``level`` (0 = coarsest), one entry per
+        iteration run; ``iterations``: ``sum(iterations)``, the steps run;
+        ``seconds``: wall time of the whole call (pyramid, compilation and
+        upsampling included); ``level_seconds``: per level, everything the
+        level did (upsampling, building and compiling its step, its loop).
+
+    Raises
+    ------
+    ValueError
+        For images that are not ``(1, d1, d2, d3)`` pairs of one shape, an
+        ``iterations`` without one count per level (the coarsest positive), or
+        a wrong theta.
+    """
+    start = time.perf_counter()
+    iterations = _check_schedule(fixed, moving, initial_theta, levels, iterations)
+    size = tuple(int(s) for s in fixed.shape[1:4])
+    fixed_levels = gaussian_pyramid(fixed, levels, downscale)
+    moving_levels = gaussian_pyramid(moving, levels, downscale)
+
+    def run_level(level, field):
+        level_size = fixed_levels[level].shape[1:4]
+        if field is not None:
+            field = upsample_field(field, level_size)
+        if iterations[level] == 0:
+            return LevelRun(field, {name: [] for name in _NAMES}, 0)
+        step, variable, _ = make_ddf_step(
+            fixed=fixed_levels[level], moving=moving_levels[level],
+            learning_rate=learning_rate, image_loss=image_loss, deform_loss=deform_loss,
+            deform_weight=deform_weight, velocity=velocity, seed=seed, include_border=include_border,
+            initial_field=field, fold_weight=fold_weight,
+            base_ddf=None if initial_theta is None else _affine_ddf_on_level(
+                initial_theta, size, level_size))
+        run = run_steps(step, iterations[level], names=_NAMES, progress=progress,
+                        description=f"level {level + 1}/{levels} {level_size}")
+        return LevelRun(variable.numpy(), run["history"], run["iterations"])
+
+    levels_run = coarse_to_fine(run_level, len(iterations), None, names=_NAMES)
+    field = levels_run.state
+    ddf = integrate_velocity(field).numpy() if velocity else field
+    if initial_theta is not None:
+        ddf = ddf + _affine_ddf_on_level(initial_theta, size, size)
+    ddf = ddf.astype(np.float32)
+    return RegistrationResult(
+        method="register_nonrigid", ddf=ddf, history=levels_run.history,
+        iterations=levels_run.iterations, level_seconds=levels_run.level_seconds,
+        seconds=time.perf_counter() - start,
+    )
