@@ -690,7 +690,7 @@ def test_folding_penalty_gradient_matches_finite_differences():
 
 def test_lncc_gaussian_window_is_the_shared_kernel_with_unchanged_weights():
     for window in (3, 5, 9):
-        sigma = window / 6.0
+        sigma = window / 3.0 / 2.0  # the old code's arithmetic
         offsets = np.arange(window) - window // 2
         old = np.exp(-0.5 * (offsets / sigma) ** 2)
         assert np.array_equal(losses._window_kernel(window, "gaussian"), old / old.sum())
