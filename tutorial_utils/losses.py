@@ -299,8 +299,8 @@ def _window_kernel(window_size: int, kernel_type: str) -> np.ndarray:
     elif kernel_type == "triangular":
         half = window_size // 2
         weights = (half + 1.0) - np.abs(np.arange(-half, half + 1))
-    elif kernel_type == "gaussian":  # the package's one Gaussian kernel; the window spans +-3 sigma
-        weights = _fields.gaussian_kernel_1d(window_size / 3.0 / 2.0, radius=window_size // 2)
+    elif kernel_type == "gaussian":  # the package's one Gaussian kernel (normalised); +-3 sigma
+        return _fields.gaussian_kernel_1d(window_size / 3.0 / 2.0, radius=window_size // 2)
     else:
         raise ValueError(
             f"`kernel_type` is {kernel_type!r}; it needs to be 'rectangular', 'triangular' or 'gaussian'."
