@@ -1,10 +1,12 @@
 """losses.py against plain NumPy/SciPy formulas, analytic cases and finite differences."""
+import itertools
+
 import numpy as np
 import pytest
 import tensorflow as tf
 from scipy import ndimage
 
-from tutorial_utils import losses
+from tutorial_utils import losses, metrics
 
 RNG = np.random.default_rng(2024)
 
@@ -145,11 +147,18 @@ def test_cross_entropy_matches_numpy():
     assert losses.cross_entropy(batch(true), batch(true)).numpy()[0] == pytest.approx(0.0, abs=1e-5)
 
 
-@pytest.mark.parametrize("sigma", [1.0, 2.0, 6.0])  # 6 takes the conv3d path (37 taps)
-def test_gaussian_smooth_matches_scipy(sigma):
+@pytest.mark.parametrize("sigma", [1.0, 2.0, 6.0, 16.0])  # 6 and 16 take the conv3d path (49, 129 taps)
+def test_gaussian_smooth_matches_scipy_with_edge_replication(sigma):
+    # the one border rule (#18): scipy's mode="nearest", truncate=4; was zero padding, truncate=3
     volume = RNG.random((1, 20, 21, 22)).astype(np.float32)
-    expected = ndimage.gaussian_filter(volume[0].astype(np.float64), sigma, mode="constant", truncate=3.0)
-    np.testing.assert_allclose(losses.gaussian_smooth(volume, sigma).numpy()[0], expected, atol=1e-5)
+    expected = ndimage.gaussian_filter(volume[0].astype(np.float64), sigma, mode="nearest", truncate=4.0)
+    np.testing.assert_allclose(losses.gaussian_smooth(volume, sigma).numpy()[0], expected, atol=1e-6)
+
+
+def test_gaussian_smooth_keeps_a_label_touching_the_border_bright():
+    # zero padding used to darken a label at the face: smoothing a full label gave 0.5 at the face
+    label = np.ones((1, 10, 10, 10), np.float32)
+    np.testing.assert_allclose(losses.gaussian_smooth(label, 2.0).numpy(), 1.0, atol=1e-6)
 
 
 def test_multi_scale_loss_is_mean_over_smoothed_scales():
@@ -157,7 +166,7 @@ def test_multi_scale_loss_is_mean_over_smoothed_scales():
     scales = (0, 1, 2)
 
     def smoothed(label, sigma):
-        return ndimage.gaussian_filter(label.astype(np.float64), sigma, mode="constant", truncate=3.0) if sigma else label
+        return ndimage.gaussian_filter(label.astype(np.float64), sigma, mode="nearest", truncate=4.0) if sigma else label
 
     def squared_dice(t, p):
         return 2 * np.sum(t * p) / (np.sum(t * t) + np.sum(p * p))
@@ -165,6 +174,7 @@ def test_multi_scale_loss_is_mean_over_smoothed_scales():
     expected = np.mean([1 - squared_dice(smoothed(true, s), smoothed(pred, s)) for s in scales])
     got = losses.multi_scale_loss(batch(true), batch(pred), "dice", scales).numpy()[0]
     assert got == pytest.approx(expected, rel=1e-4)
+    assert losses.multi_scale_loss(batch(true), batch(pred), label_loss="dice", scales=scales).numpy()[0] == got
     assert losses.multi_scale_loss(batch(true), batch(true), "dice", (0, 2, 4)).numpy()[0] == pytest.approx(0, abs=1e-5)
 
 
@@ -433,7 +443,7 @@ def test_loss_names_cover_the_registry_once():
     assert losses.LOSS_NAMES == {
         "image": ("ssd", "ncc", "lncc", "gmi"),
         "label": ("dice", "jaccard", "cross-entropy", "multi-scale-dice"),
-        "deformation": ("bending", "gradient-l1", "gradient-l2"),
+        "deformation": ("bending", "gradient-l1", "gradient-l2", "folding"),
     }
 
 
@@ -574,3 +584,114 @@ def test_border_aware_bending_compiles_with_xla():
     compiled = tf.function(lambda d: losses.bending_energy(d, include_border=True), jit_compile=True)
     np.testing.assert_allclose(compiled(rough), losses.bending_energy(rough, include_border=True),
                                rtol=1e-5)
+
+
+# ---------------------------------------------------------------- masks (#18)
+def test_masked_intensity_losses_match_weighted_numpy_references():
+    rng = np.random.default_rng(11)
+    fixed = rng.random((2, 9, 8, 7))
+    warped = np.clip(fixed + 0.3 * rng.standard_normal(fixed.shape), 0, 1)
+    mask = (rng.random(fixed.shape) > 0.4).astype(np.float32)
+    for b in range(2):
+        keep = mask[b] > 0
+        f, w = fixed[b][keep], warped[b][keep]
+        assert losses.ssd(fixed, warped, mask=mask).numpy()[b] == pytest.approx(np.mean((f - w) ** 2), rel=1e-5)
+        ncc = np.sum((f - f.mean()) * (w - w.mean())) / np.sqrt(np.sum((f - f.mean()) ** 2) * np.sum((w - w.mean()) ** 2))
+        assert losses.global_ncc(fixed, warped, mask=mask).numpy()[b] == pytest.approx(ncc, rel=1e-4)
+        local_map = np_lncc_map(fixed[b], warped[b], 3, losses._window_kernel(3, "rectangular"))
+        assert losses.lncc(fixed, warped, window_size=3, mask=mask).numpy()[b] == pytest.approx(
+            np.mean(local_map[keep]), rel=1e-4)
+    ones = np.ones_like(mask)
+    for name in ["ssd", "ncc", "lncc"]:  # a mask of ones changes nothing
+        np.testing.assert_allclose(losses.get_loss(name)(fixed, warped, mask=ones),
+                                   losses.get_loss(name)(fixed, warped), rtol=1e-5)
+    # sampled values at scattered points compare as (batch, n, 1, 1) volumes
+    points = fixed.reshape(2, -1, 1, 1)
+    assert losses.get_loss("ssd")(points, warped.reshape(2, -1, 1, 1), mask=mask.reshape(2, -1, 1, 1)).shape == (2,)
+    assert float(losses.dissimilarity_fn(fixed, warped, "ssd", mask=mask)) == pytest.approx(
+        float(np.mean(losses.ssd(fixed, warped, mask=mask))))
+
+
+def np_lncc_map(fixed, warped, window, kernel):
+    """Float64 NumPy reference of lncc's per-voxel values (zero padding)."""
+    def filt(volume):
+        out = volume
+        for axis in range(3):
+            out = ndimage.correlate1d(out, kernel, axis=axis, mode="constant")
+        return out
+    n = float(window) ** 3
+    mf, mw = filt(fixed), filt(warped)
+    var_f = np.maximum(filt(fixed * fixed) - mf * mf, 0)
+    var_w = np.maximum(filt(warped * warped) - mw * mw, 0)
+    cov = filt(fixed * warped) - mf * mw
+    return (n * cov) ** 2 / ((n * var_f) * (n * var_w) + losses.EPS)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: losses.ssd(np.ones((2, 4, 4, 4)), np.ones((2, 4, 4, 4)), mask=np.zeros((2, 4, 4, 4))), "no nonzero voxel in batch element(s) [0, 1]"),
+    (lambda: losses.ssd(np.ones((2, 4, 4, 4)), np.ones((2, 4, 4, 4)), mask=np.ones((2, 4, 4, 5))), "`mask` has shape (2, 4, 4, 5)"),
+    (lambda: losses.global_ncc(np.ones((1, 4, 4, 4)), np.ones((1, 4, 4, 4)), mask=-np.ones((1, 4, 4, 4))), "weights >= 0"),
+    (lambda: losses.get_loss("dice")(np.ones((1, 4, 4, 4)), np.ones((1, 4, 4, 4)), mask=np.ones((1, 4, 4, 4))), "takes no `mask`"),
+])
+def test_bad_masks_get_clear_errors(call, message):
+    with pytest.raises(ValueError) as info:
+        call()
+    assert message in str(info.value)
+
+
+# ---------------------------------------------------------------- folding penalty (#22)
+def np_one_sided_determinants(ddf):
+    """Float64 NumPy: det(I + D u) for the 8 forward/backward choices (np.diff, border: the other side)."""
+    out = []
+    for combo in itertools.product(("forward", "backward"), repeat=3):
+        jac = np.zeros(ddf.shape[:4] + (3, 3))
+        for axis, direction in enumerate(combo, start=1):
+            step = np.diff(ddf, axis=axis)
+            last = np.take(step, [step.shape[axis] - 1], axis=axis)
+            first = np.take(step, [0], axis=axis)
+            d = np.concatenate([step, last], axis) if direction == "forward" else np.concatenate([first, step], axis)
+            jac[..., :, axis - 1] = d
+        out.append(np.linalg.det(jac + np.eye(3)))
+    return np.stack(out)
+
+
+def test_folding_penalty_is_the_hinge_on_all_one_sided_determinants():
+    rng = np.random.default_rng(5)
+    ddf = 0.5 * rng.standard_normal((2, 5, 4, 6, 3))
+    dets = np_one_sided_determinants(ddf)
+    for threshold in (0.0, 0.1, 0.5):
+        expected = np.maximum(threshold - dets, 0).mean(axis=(0, 2, 3, 4))
+        np.testing.assert_allclose(losses.folding_penalty(ddf, threshold), expected, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(losses.get_loss("folding", threshold=threshold)(ddf), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_folding_penalty_sees_the_checkerboard_central_differences_miss():
+    grid = np.indices((8, 8, 8)).sum(0)
+    ddf = np.zeros((1, 8, 8, 8, 3), np.float32)
+    ddf[0, ..., 0] = 0.6 * (-1.0) ** grid
+    central = metrics.jacobian_determinant(ddf)[0]
+    assert central[1:-1, 1:-1, 1:-1].min() > 0.1  # a central-difference hinge is 0 inside
+    assert float(losses.folding_penalty(ddf, 0.0)[0]) > 0.05
+    smooth = 0.1 * np.sin(np.indices((8, 8, 8)).transpose(1, 2, 3, 0) / 3.0)[None]
+    assert float(losses.folding_penalty(smooth, 0.1)[0]) == 0.0
+
+
+def test_folding_penalty_gradient_matches_finite_differences():
+    rng = np.random.default_rng(8)
+    ddf = tf.constant((0.6 * rng.standard_normal((1, 4, 4, 4, 3))).astype(np.float64))
+    dets = np.sort(np_one_sided_determinants(ddf.numpy()).ravel())
+    gaps = np.diff(dets) * (dets[:-1] > 0.0) * (dets[1:] < 1.0)
+    threshold = float(dets[np.argmax(gaps)] + gaps.max() / 2)  # as far from every kink as can be
+    assert gaps.max() > 0.02 and (dets < threshold).sum() > 10
+    theoretical, numerical = tf.test.compute_gradient(
+        lambda d: losses.folding_penalty(d, threshold), [tf.cast(ddf, tf.float32)], delta=1e-3)
+    np.testing.assert_allclose(theoretical[0], numerical[0], atol=2e-3 * max(1.0, np.abs(numerical[0]).max()))
+    assert np.abs(numerical[0]).max() > 0
+
+
+def test_lncc_gaussian_window_is_the_shared_kernel_with_unchanged_weights():
+    for window in (3, 5, 9):
+        sigma = window / 3.0 / 2.0  # the old code's arithmetic
+        offsets = np.arange(window) - window // 2
+        old = np.exp(-0.5 * (offsets / sigma) ** 2)
+        assert np.array_equal(losses._window_kernel(window, "gaussian"), old / old.sum())

@@ -1,4 +1,9 @@
 """metrics.py against brute-force NumPy/SciPy references and analytic cases."""
+import itertools
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -67,7 +72,8 @@ def test_jacobian_of_affine_ddf_is_its_determinant_everywhere_including_borders(
 
 
 def quadratic_ddf(size, a):
-    """u_1 = -a x_1^2: the Jacobian determinant is 1 - 2 a x_1 (analytic)."""
+    """u_1 = -a x_1^2: the Jacobian determinant is 1 - 2 a x_1 (analytic); its forward
+    (backward) difference gives 1 - a (2 x_1 + 1) (1 - a (2 x_1 - 1))."""
     grid = np.stack(np.meshgrid(*[np.arange(s, dtype=float) for s in size], indexing="ij"), -1)
     ddf = np.zeros(size + (3,))
     ddf[..., 0] = -a * grid[..., 0] ** 2
@@ -112,9 +118,10 @@ def test_evaluate_registration_matches_independent_computations():
     assert all(isinstance(value, float) for value in result.values())
     assert result["dice"] == pytest.approx(expected_dice)
     assert result["hd95"] == pytest.approx(brute_force_hausdorff(fixed, warped, 95))
-    # det = 1 - 0.14 x1 <= 0 for x1 = 8 .. 11 (of 12); interior (margin 2): x1 = 8, 9 of 2 .. 9
-    assert result["folding_whole"] == pytest.approx(4 / 12)
-    assert result["folding_interior"] == pytest.approx(2 / 8)
+    # forward differences of u1 = -0.07 x1^2 give det = 1 - 0.07 (2 x1 + 1) <= 0 for x1 = 7 .. 11
+    # (backward ones only from x1 = 8): 5 of 12; interior (margin 2): x1 = 7, 8, 9 of 2 .. 9
+    assert result["folding_whole"] == pytest.approx(5 / 12)
+    assert result["folding_interior"] == pytest.approx(3 / 8)
     same = metrics.evaluate_registration(np.zeros(size + (3,)), fixed_label=fixed[None, ..., None], moving_label=fixed)
     assert same == {"dice": 1.0, "hd95": 0.0, "folding_whole": 0.0, "folding_interior": 0.0}
 
@@ -162,3 +169,110 @@ def test_wrong_input_gets_clear_error(call, message):
     with pytest.raises(ValueError) as error:
         call()
     assert message in str(error.value)
+
+
+# ---------------------------------------------------------------- folding: every one-sided combination (#22)
+def loop_one_sided_determinants(ddf):
+    """Float64 per-voxel loop: det(I + D u) for each of the 8 forward/backward choices,
+    the missing neighbour at a border replaced by the other one-sided difference."""
+    d1, d2, d3, _ = ddf.shape
+    sizes = (d1, d2, d3)
+    out = np.empty((8, d1, d2, d3))
+    for index in np.ndindex(d1, d2, d3):
+        for k, combo in enumerate(itertools.product((1, -1), repeat=3)):
+            jac = np.eye(3)
+            for axis, step in enumerate(combo):
+                here = np.array(index)
+                there = here.copy()
+                there[axis] += step
+                if not 0 <= there[axis] < sizes[axis]:
+                    step = -step
+                    there[axis] = here[axis] + step
+                diff = (ddf[tuple(there)] - ddf[tuple(here)]) * step
+                jac[:, axis] += diff
+            out[(k,) + index] = np.linalg.det(jac)
+    return out
+
+
+def checkerboard_ddf(size=(8, 8, 8), amplitude=0.6):
+    """An odd-even oscillation: invisible to central differences away from the border."""
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in size], indexing="ij"), -1)
+    sign = (-1.0) ** grid.sum(-1)
+    ddf = np.zeros(size + (3,))
+    ddf[..., 0] = amplitude * sign
+    return ddf
+
+
+def test_checkerboard_folds_although_central_differences_say_it_does_not():
+    ddf = checkerboard_ddf()
+    central = metrics.jacobian_determinant(ddf)[2:-2, 2:-2, 2:-2]
+    assert central.min() > 0  # the old definition: no folding inside
+    loop = loop_one_sided_determinants(ddf)
+    expected = np.mean(np.any(loop <= 0, axis=0))
+    assert expected > 0.5
+    assert metrics.folding_fraction(ddf) == pytest.approx(expected)
+    assert metrics.folding_fraction(ddf, margin=2) == pytest.approx(np.mean(np.any(loop <= 0, 0)[2:-2, 2:-2, 2:-2]))
+    assert metrics.folding_fraction(ddf, margin=2) > 0  # was 0.0 with central differences
+
+
+def test_folding_matches_a_per_voxel_loop_on_a_random_field():
+    ddf = 0.45 * RNG.standard_normal((6, 5, 7, 3))
+    loop = loop_one_sided_determinants(ddf)
+    assert metrics.folding_fraction(ddf) == pytest.approx(np.mean(np.any(loop <= 0, axis=0)))
+    assert metrics.folding_fraction(ddf, margin=1) == pytest.approx(np.mean(np.any(loop <= 0, axis=0)[1:-1, 1:-1, 1:-1]))
+
+
+def test_smooth_affine_and_reflected_fields_fold_nowhere_or_everywhere():
+    grid = np.stack(np.meshgrid(*[np.arange(s, dtype=float) for s in (7, 8, 9)], indexing="ij"), -1)
+    smooth = np.stack([0.8 * np.sin(grid[..., 1] / 3.0), 0.5 * np.cos(grid[..., 2] / 4.0), 0 * grid[..., 0]], -1)
+    assert metrics.folding_fraction(smooth) == 0.0
+    matrix = np.array([[0.2, 0.1, 0.0], [-0.1, -0.3, 0.05], [0.0, 0.1, 0.4]])
+    assert np.linalg.det(np.eye(3) + matrix) > 0
+    assert metrics.folding_fraction(grid @ matrix + [1.0, -2.0, 0.5]) == 0.0
+    reflected = np.zeros_like(grid)
+    reflected[..., 0] = 6.0 - 2.0 * grid[..., 0]  # x1 -> 6 - x1: det -1 everywhere
+    assert metrics.folding_fraction(reflected) == 1.0
+
+
+def test_evaluate_registration_warps_labels_as_warp_warp_does():
+    size = (10, 9, 11)
+    moving = ball(size, (4, 5, 5), 3)
+    ddf = 1.5 * RNG.standard_normal(size + (3,))
+    ddf[..., 0] += 2.5  # some locations leave the volume: 0 there
+    expected = warp.warp(moving[None], ddf[None].astype(np.float32)).numpy()[0]
+    np.testing.assert_allclose(metrics.warp_label(moving, ddf.astype(np.float32)), expected, atol=1e-6)
+    grid = np.stack(np.meshgrid(*[np.arange(s, dtype=float) for s in size], indexing="ij"), -1)
+    scipy_warped = ndimage.map_coordinates(moving.astype(float), np.moveaxis(grid + ddf, -1, 0), order=1, mode="constant")
+    np.testing.assert_allclose(metrics.warp_label(moving, ddf), scipy_warped, atol=1e-6)
+
+
+def test_evaluate_pairs_is_evaluate_registration_per_pair():
+    size = (10, 10, 10)
+    fixed = np.stack([ball(size, (5, 5, 5), 3), ball(size, (4, 5, 6), 2)])
+    moving = np.stack([ball(size, (6, 5, 5), 3), np.zeros(size, np.float32)])  # second: empty -> hd95 nan
+    ddfs = 0.3 * RNG.standard_normal((2,) + size + (3,))
+    scores = metrics.evaluate_pairs(ddfs, fixed, moving, spacing=(2.0, 1.0, 1.0))
+    for i in range(2):
+        single = metrics.evaluate_registration(ddfs[i], fixed_label=fixed[i], moving_label=moving[i],
+                                               spacing=(2.0, 1.0, 1.0))
+        for key, value in single.items():
+            np.testing.assert_equal(scores["per_pair"][key][i], value)
+    assert np.isnan(scores["per_pair"]["hd95"][1])
+    assert scores["mean"]["hd95"] == scores["per_pair"]["hd95"][0]
+    assert scores["mean"]["dice"] == pytest.approx(np.mean(scores["per_pair"]["dice"]))
+    with pytest.raises(ValueError, match="`fixed_labels` has shape"):
+        metrics.evaluate_pairs(ddfs, fixed[:1], moving)
+
+
+def test_hd95_in_millimetres_with_spacing():
+    size = (12, 12, 12)
+    fixed, moving = ball(size, (5, 6, 6), 3), ball(size, (7, 6, 6), 3)
+    result = metrics.evaluate_registration(np.zeros(size + (3,)), fixed_label=fixed, moving_label=moving,
+                                           spacing=(2.5, 1.0, 1.0))
+    assert result["hd95"] == pytest.approx(brute_force_hausdorff(fixed, moving, 95, (2.5, 1.0, 1.0)))
+
+
+def test_numpy_modules_do_not_import_tensorflow():
+    code = ("import sys, tutorial_utils.metrics, tutorial_utils.fields, tutorial_utils.affine, "
+            "tutorial_utils.results; assert 'tensorflow' not in sys.modules, 'tensorflow was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

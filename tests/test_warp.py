@@ -367,3 +367,36 @@ def test_non_finite_locations_get_a_clear_error():
         warp.integrate_velocity(velocity)
     with pytest.raises(ValueError, match="non-finite values"):
         warp.warp(np.ones((1, 16, 8, 10), np.float32), velocity)
+
+
+# ---------------------------------------------------------------- scattered points (#18)
+@pytest.mark.parametrize("mode", ["constant", "nearest"])
+def test_resample_points_matches_scipy_map_coordinates(mode):
+    rng = np.random.default_rng(17)
+    vol = rng.random((2, 6, 7, 5)).astype(np.float32)
+    points = rng.uniform(-1.5, 8.0, (2, 300, 3)).astype(np.float32)  # some outside
+    points[:, :4] = [[0, 0, 0], [5, 6, 4], [5, 0, 4], [2.5, 6.0, 0.0]]  # corners and faces exactly
+    got = warp.resample_points(vol, points, mode=mode).numpy()
+    for b in range(2):
+        expected = ndimage.map_coordinates(vol[b].astype(np.float64), points[b].T.astype(np.float64),
+                                           order=1, mode=mode, cval=0.0)
+        np.testing.assert_allclose(got[b], expected, atol=1e-6)
+    shared = warp.resample_points(vol[..., None], points[0], mode=mode).numpy()  # (n, 3) shared, channels
+    assert shared.shape == (2, 300, 1)
+    np.testing.assert_allclose(shared[0, :, 0], got[0], atol=1e-7)
+
+
+def test_resample_points_equals_resample_on_the_same_locations_and_has_gradients():
+    rng = np.random.default_rng(18)
+    vol = tf.constant(rng.random((1, 5, 6, 7, 2)).astype(np.float32))
+    points = tf.constant(rng.uniform(0, 4, (1, 50, 3)).astype(np.float32))
+    on_grid = warp.resample(vol, tf.reshape(points, (1, 50, 1, 1, 3)))
+    np.testing.assert_allclose(warp.resample_points(vol, points).numpy(), tf.reshape(on_grid, (1, 50, 2)).numpy(), atol=1e-6)
+    with tf.GradientTape() as tape:
+        tape.watch(points)
+        total = tf.reduce_sum(warp.resample_points(vol, points))
+    assert np.all(np.isfinite(tape.gradient(total, points).numpy()))
+    with pytest.raises(ValueError, match="`points` has batch size 3"):
+        warp.resample_points(vol, np.zeros((3, 4, 3)))
+    with pytest.raises(ValueError, match="last axis must hold 3"):
+        warp.resample_points(vol, np.zeros((4, 2)))

@@ -48,6 +48,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from . import fields as _fields
 from ._tf import tf
 from ._checks import as_float32 as _as_float32
 from ._checks import check_rank, check_same_shape
@@ -64,6 +65,7 @@ __all__ = [
     "gaussian_smooth",
     "bending_energy",
     "gradient_norm",
+    "folding_penalty",
     "get_loss",
     "LOSS_NAMES",
     "dissimilarity_fn",
@@ -164,16 +166,64 @@ def _guard(value, flags):
     return tf.where(inside, value, tf.constant(np.nan, value.dtype))
 
 
+def _mask_for(mask, fixed):
+    """``mask`` as float32 ``(batch or 1, d1, d2, d3, 1 or channels)`` to weight ``fixed``'s
+    voxels (``fixed`` already has its channel axis), checked.
+
+    Eagerly, a mask with a negative or non-finite value, or one with no
+    nonzero voxel in a batch element, raises a ``ValueError``; inside a graph
+    an empty mask gives NaN for that batch element (0 / 0), which shows in the
+    loss history.
+    """
+    shape = check_rank(mask, "mask", [4, 5], "(batch, d1, d2, d3) or (batch, d1, d2, d3, channels)")
+    mask = _as_float32(mask, "mask")
+    if len(shape) == 4:
+        mask = mask[..., None]
+    wanted = tuple(fixed.shape)
+    if (tuple(mask.shape[1:4]) != wanted[1:4] or mask.shape[0] not in (1, wanted[0])
+            or mask.shape[-1] not in (1, wanted[-1])):
+        raise ValueError(
+            f"`mask` has shape {shape}, but the images are {wanted[:4]} (channels {wanted[-1]}); "
+            "it needs the images' grid, with their batch (or 1) and their channels (or none)."
+        )
+    if tf.executing_eagerly():
+        values = mask.numpy()
+        if not np.all(np.isfinite(values)) or values.min() < 0:
+            raise ValueError("`mask` has negative or non-finite values; it needs weights >= 0 (1 = counted).")
+        empty = np.flatnonzero(values.reshape(values.shape[0], -1).sum(axis=1) == 0)
+        if empty.size:
+            raise ValueError(
+                f"`mask` has no nonzero voxel in batch element(s) {empty.tolist()}: there is nothing "
+                "to compare (e.g. the transform moved every point outside the moving image)."
+            )
+    return mask
+
+
+def _masked_mean(values, mask, axes=(1, 2, 3, 4)):
+    """Mean of ``values`` over ``axes`` weighted by ``mask`` (broadcast to ``values``)."""
+    weights = tf.broadcast_to(tf.cast(mask, values.dtype), tf.shape(values))
+    return tf.reduce_sum(values * weights, axis=axes) / tf.reduce_sum(weights, axis=axes)
+
+
 # --------------------------------------------------------------------------
 # intensity
 # --------------------------------------------------------------------------
-def ssd(fixed, warped) -> tf.Tensor:
+def ssd(fixed, warped, mask=None) -> tf.Tensor:
     r"""Mean of squared differences.
 
     .. math:: \mathrm{SSD} = \frac{1}{N}\sum_{v} (f(v) - w(v))^2
 
     over the ``N`` voxels and channels of each batch element, for ``fixed``
     :math:`f` and ``warped`` :math:`w` in the same (any) intensity units.
+
+    ``mask`` (optional, as deepali's losses take it): ``(batch, d1, d2, d3)``
+    or ``(batch, d1, d2, d3, channels)`` weights >= 0 (a batch of 1 is
+    shared); the mean then runs over the masked voxels,
+    :math:`\sum_v m_v (f_v - w_v)^2 / \sum_v m_v` (e.g. the overlap of the
+    moving image with the fixed grid). Intensities sampled at ``n`` scattered
+    points (:func:`tutorial_utils.warp.resample_points`) are compared as
+    ``(batch, n, 1, 1)`` volumes. Eagerly an empty mask raises a
+    ``ValueError``; inside a graph it gives NaN.
 
     Returns ``(batch,)``; 0 for identical images.
 
@@ -187,10 +237,12 @@ def ssd(fixed, warped) -> tf.Tensor:
     fixed, warped = _pair(fixed, warped)
     reference = _first_voxel(fixed)  # SSD is unchanged by a shift common to both
     difference = _minus(fixed, reference) - _minus(warped, reference)
-    return tf.reduce_mean(tf.square(difference), axis=[1, 2, 3, 4])
+    if mask is None:
+        return tf.reduce_mean(tf.square(difference), axis=[1, 2, 3, 4])
+    return _masked_mean(tf.square(difference), _mask_for(mask, fixed))
 
 
-def global_ncc(fixed, warped, eps: float = EPS) -> tf.Tensor:
+def global_ncc(fixed, warped, eps: float = EPS, mask=None) -> tf.Tensor:
     r"""Global normalised cross-correlation.
 
     .. math:: \mathrm{NCC} = \frac{\sum_v (f_v - \bar f)(w_v - \bar w)}
@@ -203,7 +255,8 @@ def global_ncc(fixed, warped, eps: float = EPS) -> tf.Tensor:
     one of its voxel values in its own precision, so a large offset such as CT's
     HU costs no accuracy, then centred and divided by its standard deviation), so
     ``eps`` is relative and the value does not depend on intensity offset or
-    scale.
+    scale. With ``mask`` (weights, as in :func:`ssd`) the means, variances
+    and sums run over the masked voxels only (weighted by the mask).
 
     Examples
     --------
@@ -214,18 +267,26 @@ def global_ncc(fixed, warped, eps: float = EPS) -> tf.Tensor:
     """
     fixed, warped = _pair(fixed, warped)
     axes = [1, 2, 3, 4]
+    if mask is None:
+        mean, total = tf.reduce_mean, tf.reduce_sum
+    else:
+        weights = tf.broadcast_to(_mask_for(mask, fixed), tf.shape(fixed))
+
+        def mean(values, axis, keepdims=False):
+            return tf.reduce_sum(values * weights, axis, keepdims) / tf.reduce_sum(weights, axis, keepdims)
+
+        def total(values, axis):
+            return tf.reduce_sum(values * weights, axis)
 
     def centred(volume):
         volume = _minus(volume, _first_voxel(volume))
-        volume = volume - tf.reduce_mean(volume, axis=axes, keepdims=True)
-        variance = tf.reduce_mean(tf.square(volume), axis=axes, keepdims=True)
+        volume = volume - mean(volume, axis=axes, keepdims=True)
+        variance = mean(tf.square(volume), axis=axes, keepdims=True)
         return volume * tf.math.rsqrt(variance + _TINY)
 
     fixed_centred, warped_centred = centred(fixed), centred(warped)
-    cross = tf.reduce_sum(fixed_centred * warped_centred, axis=axes)
-    norms = tf.reduce_sum(tf.square(fixed_centred), axis=axes) * tf.reduce_sum(
-        tf.square(warped_centred), axis=axes
-    )
+    cross = total(fixed_centred * warped_centred, axis=axes)
+    norms = total(tf.square(fixed_centred), axis=axes) * total(tf.square(warped_centred), axis=axes)
     return cross / (tf.sqrt(norms + eps * eps) + eps)
 
 
@@ -238,10 +299,8 @@ def _window_kernel(window_size: int, kernel_type: str) -> np.ndarray:
     elif kernel_type == "triangular":
         half = window_size // 2
         weights = (half + 1.0) - np.abs(np.arange(-half, half + 1))
-    elif kernel_type == "gaussian":
-        sigma = window_size / 3.0 / 2.0  # the window spans +-3 sigma
-        offsets = np.arange(window_size) - window_size // 2
-        weights = np.exp(-0.5 * (offsets / sigma) ** 2)
+    elif kernel_type == "gaussian":  # the package's one Gaussian kernel (normalised); +-3 sigma
+        return _fields.gaussian_kernel_1d(window_size / 3.0 / 2.0, radius=window_size // 2)
     else:
         raise ValueError(
             f"`kernel_type` is {kernel_type!r}; it needs to be 'rectangular', 'triangular' or 'gaussian'."
@@ -339,7 +398,7 @@ def _local_moments(fixed, warped, kernel_1d):
 
 
 def lncc(
-    fixed, warped, window_size: int = 9, kernel_type: str = "rectangular", eps: float = EPS
+    fixed, warped, window_size: int = 9, kernel_type: str = "rectangular", eps: float = EPS, mask=None
 ) -> tf.Tensor:
     r"""Local normalised cross-correlation, averaged over voxels.
 
@@ -376,7 +435,15 @@ def lncc(
     window_size : int
         Odd window width in voxels (9 in the nonrigid chapter).
     kernel_type : {"rectangular", "triangular", "gaussian"}
-        Shape of the window weights.
+        Shape of the window weights; the Gaussian window is the package's one
+        kernel (:func:`tutorial_utils.fields.gaussian_kernel_1d`) with sigma
+        ``window_size / 6``, cut at the window. The window sums keep their
+        zero padding at the border (the formula above), unlike
+        :func:`gaussian_smooth`'s edge replication: LNCC is defined by its
+        local sums, and edge replication would invent texture there.
+    mask : optional
+        Weights as in :func:`ssd`: the mean over voxels of the local values
+        runs over the masked voxels (the windows themselves are unchanged).
 
     Examples
     --------
@@ -394,7 +461,9 @@ def lncc(
     _, _, var_f, var_w, cov = _local_moments(fixed, warped, kernel)
     cross = n * cov
     local = cross * cross / ((n * var_f) * (n * var_w) + eps)
-    return tf.cast(tf.reduce_mean(local, axis=[1, 2, 3, 4]), tf.float32)
+    if mask is None:
+        return tf.cast(tf.reduce_mean(local, axis=[1, 2, 3, 4]), tf.float32)
+    return tf.cast(_masked_mean(local, _mask_for(mask, fixed)), tf.float32)
 
 
 def global_mutual_information(
@@ -551,18 +620,17 @@ def cross_entropy(fixed, warped, eps: float = 1e-7) -> tf.Tensor:
     return _guard(tf.reduce_mean(loss, axis=[1, 2, 3, 4]), flags)
 
 
-def _gaussian_kernel_1d(sigma: float) -> np.ndarray:
-    radius = max(1, int(3.0 * sigma + 0.5))  # as scipy.ndimage.gaussian_filter(truncate=3)
-    offsets = np.arange(-radius, radius + 1)
-    weights = np.exp(-0.5 * (offsets / sigma) ** 2)
-    return (weights / weights.sum()).astype(np.float32)
-
-
 def gaussian_smooth(volume, sigma: float) -> tf.Tensor:
     """Separable Gaussian smoothing with standard deviation ``sigma`` voxels.
 
-    The kernel is truncated at ``3 sigma`` and normalised; borders are zero
-    padded. ``sigma = 0`` returns the input unchanged.
+    The package's one Gaussian smoothing, :func:`tutorial_utils.fields.smooth_tensor`:
+    the kernel is truncated at ``4 sigma`` and normalised, and the volume is
+    extended by repeating its edge voxel (the border rule of elastix's
+    pyramids and of ``scipy.ndimage.gaussian_filter(mode="nearest")``, whose
+    numbers it gives to float32 rounding). ``sigma = 0`` returns the input
+    unchanged. (Until #18 it truncated at 3 sigma and zero padded, which
+    darkened a label touching a face: a deliberate change of the numbers near
+    the border.)
 
     Parameters
     ----------
@@ -588,17 +656,14 @@ def gaussian_smooth(volume, sigma: float) -> tf.Tensor:
         raise ValueError(f"`sigma` is {sigma}; it needs to be 0 or more (voxels).")
     if sigma == 0:
         return volume
-    had_channels = volume.shape.rank == 5
-    volume5 = volume if had_channels else volume[..., None]
-    smoothed = _separable_filter(volume5, _gaussian_kernel_1d(float(sigma)))
-    return smoothed if had_channels else smoothed[..., 0]
+    return _fields.smooth_tensor(volume, float(sigma))
 
 
 _MULTI_SCALE_LOSSES = ("dice", "jaccard", "cross-entropy")
 
 
 def multi_scale_loss(
-    fixed, warped, loss_type: str = "dice", scales: Sequence[float] = (0, 1, 2, 4, 8, 16)
+    fixed, warped, label_loss: str = "dice", scales: Sequence[float] = (0, 1, 2, 4, 8, 16)
 ) -> tf.Tensor:
     """Label loss averaged over Gaussian-smoothed copies of both labels.
 
@@ -611,11 +676,15 @@ def multi_scale_loss(
     ----------
     fixed, warped : tensor
         ``(batch, d1, d2, d3)`` or ``(batch, d1, d2, d3, channels)`` labels in ``[0, 1]``.
-    loss_type : {"dice", "jaccard", "cross-entropy"}
+    label_loss : {"dice", "jaccard", "cross-entropy"}
         The label loss of :func:`get_loss` applied at each scale; ``dice`` uses
         ``squared=True``, which stays 0 for a smoothed label with itself.
+        (Called ``loss_type`` until #18; positional calls are unchanged.)
     scales : sequence of float
-        Gaussian standard deviations in voxels; 0 means unsmoothed.
+        Gaussian standard deviations in voxels; 0 means unsmoothed. Smoothing
+        is :func:`gaussian_smooth` (edge replication, truncated at 4 sigma;
+        before #18 zero padding and 3 sigma, so the values of labels near the
+        border changed, deliberately).
 
     Returns
     -------
@@ -628,18 +697,16 @@ def multi_scale_loss(
     >>> round(float(multi_scale_loss(label, label, "dice", scales=(0, 1))[0]), 4)
     0.0
     """
-    if loss_type not in _MULTI_SCALE_LOSSES:
+    if label_loss not in _MULTI_SCALE_LOSSES:
         raise ValueError(
-            f"`loss_type` is {loss_type!r}; known label losses: {list(_MULTI_SCALE_LOSSES)}."
+            f"`label_loss` is {label_loss!r}; known label losses: {list(_MULTI_SCALE_LOSSES)}."
         )
     if len(scales) == 0:
         raise ValueError("`scales` is empty; give at least one scale (0 for no smoothing).")
     fixed, warped = _pair(fixed, warped, "label")
     flags = _check_labels(fixed, warped, "multi_scale_loss")
-    label_loss = get_loss(loss_type, **({"squared": True} if loss_type == "dice" else {}))
-    terms = [
-        label_loss(gaussian_smooth(fixed, s), gaussian_smooth(warped, s)) for s in scales
-    ]
+    loss = get_loss(label_loss, **({"squared": True} if label_loss == "dice" else {}))
+    terms = [loss(gaussian_smooth(fixed, s), gaussian_smooth(warped, s)) for s in scales]
     return _guard(tf.add_n(terms) / float(len(terms)), flags)
 
 
@@ -657,37 +724,11 @@ def _check_ddf(ddf, name="ddf"):
     return _as_float32(ddf, name)
 
 
-def _central_differences(field):
-    """Central differences along d1, d2, d3 on the interior (2 voxels cropped per axis).
-
-    ``field`` is ``(batch, d1, d2, d3, c)``; each output is ``(batch, d1-2, d2-2, d3-2, c)``.
-    """
-    d_1 = (field[:, 2:, 1:-1, 1:-1] - field[:, :-2, 1:-1, 1:-1]) / 2.0
-    d_2 = (field[:, 1:-1, 2:, 1:-1] - field[:, 1:-1, :-2, 1:-1]) / 2.0
-    d_3 = (field[:, 1:-1, 1:-1, 2:] - field[:, 1:-1, 1:-1, :-2]) / 2.0
-    return d_1, d_2, d_3
-
-
-def _quadratic_extension(field, width: int):
-    """Extend ``(batch, d1, d2, d3, c)`` by ``width`` (1 or 2) voxels beyond each side of
-    each spatial axis with the parabola through the 3 outer voxels:
-    ``f[-1] = 3 f0 - 3 f1 + f2``, ``f[-2] = 6 f0 - 8 f1 + 3 f2`` (exact for fields up
-    to quadratic). Central differences at the outer voxel then equal
-    ``numpy.gradient(..., edge_order=2)``'s one-sided ones."""
-    weights = ((3.0, -3.0, 1.0), (6.0, -8.0, 3.0))[:width]
-    for axis in (1, 2, 3):
-        size = field.shape[axis]
-
-        def at(index, field=field, axis=axis):
-            where = [slice(None)] * 5
-            where[axis] = slice(index, index + 1)
-            return field[tuple(where)]
-
-        low = [w0 * at(0) + w1 * at(1) + w2 * at(2) for w0, w1, w2 in weights]
-        high = [w0 * at(size - 1) + w1 * at(size - 2) + w2 * at(size - 3)
-                for w0, w1, w2 in weights]
-        field = tf.concat(low[::-1] + [field] + high, axis=axis)
-    return field
+# The derivative stencil is the package's one, in its extension form (see
+# tutorial_utils.fields): central differences, with the field extended
+# quadratically when the border is included.
+_central_differences = _fields.central_differences
+_quadratic_extension = _fields.extend_quadratically
 
 
 def bending_energy(ddf, include_border: bool = False) -> tf.Tensor:
@@ -776,6 +817,49 @@ def gradient_norm(ddf, norm: str = "l2", include_border: bool = False) -> tf.Ten
     return tf.reduce_mean(tf.reduce_sum(per_voxel, axis=-1), axis=[1, 2, 3, 4])
 
 
+def folding_penalty(ddf, threshold: float = 0.1) -> tf.Tensor:
+    r"""Mean hinge on the one-sided Jacobian determinants: a penalty on (near-)folding only.
+
+    .. math:: P = \frac{1}{8N}\sum_{k=1}^{8}\sum_v \max(0,\ \tau - \det J_k(v))
+
+    where :math:`J_k = I + D_k u` uses the ``k``-th of the 8 combinations of
+    forward and backward differences along (d1, d2, d3)
+    (:func:`tutorial_utils.fields.one_sided_jacobian_determinants`, Liu et al.,
+    IJCV 2024): the determinants :func:`tutorial_utils.metrics.folding_fraction`
+    scores, so a field cannot lower this penalty by folding in a way the metric
+    does not see (a central-difference penalty let an odd-even oscillation fold
+    5 % of voxels unseen, #22). Voxels whose determinants stay above ``tau``
+    cost nothing, so unlike the bending energy it does not stiffen the whole
+    field; it pushes the voxels about to fold back (the selective Jacobian loss
+    of Mok & Chung, CVPR 2020, with a margin ``tau``).
+
+    Parameters
+    ----------
+    ddf : tensor ``(batch, d1, d2, d3, 3)``, voxels; each axis >= 2.
+    threshold : float
+        The margin ``tau``; 0 penalises folding voxels only.
+
+    Returns
+    -------
+    tf.Tensor ``(batch,)``; 0 for an identity or any field whose one-sided
+    determinants are all above ``tau``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> float(folding_penalty(np.zeros((1, 4, 4, 4, 3)))[0])
+    0.0
+    >>> ddf = np.zeros((1, 6, 6, 6, 3), np.float32); ddf[0, ::2, ..., 0] = 1.2  # odd-even fold
+    >>> float(folding_penalty(ddf, 0.0)[0]) > 0
+    True
+    """
+    shape = check_rank(ddf, "ddf", [5], "(batch, d1, d2, d3, 3)")
+    if shape[-1] != 3 or any(size is not None and size < 2 for size in shape[1:4]):
+        raise ValueError(f"`ddf` has shape {shape}; it needs (batch, d1, d2, d3, 3), each d >= 2.")
+    determinants = _fields.one_sided_jacobian_determinants(_as_float32(ddf, "ddf"))
+    return tf.reduce_mean(tf.nn.relu(threshold - determinants), axis=[0, 2, 3, 4])
+
+
 # --------------------------------------------------------------------------
 # the one lookup (after DeepReg's loss registry), and the dispatchers
 # --------------------------------------------------------------------------
@@ -809,13 +893,14 @@ _REGISTRY = {
     "dice": _Entry("label", dice_score, _one_minus, meaning="1 - dice_score"),
     "jaccard": _Entry("label", jaccard_index, _one_minus, meaning="1 - jaccard_index"),
     "cross-entropy": _Entry("label", cross_entropy, _identity, meaning="cross_entropy"),
-    "multi-scale-dice": _Entry("label", multi_scale_loss, _identity, {"loss_type": "dice"},
-                               meaning="multi_scale_loss(loss_type='dice')"),
+    "multi-scale-dice": _Entry("label", multi_scale_loss, _identity, {"label_loss": "dice"},
+                               meaning="multi_scale_loss(label_loss='dice')"),
     "bending": _Entry("deformation", bending_energy, _identity, meaning="bending_energy"),
     "gradient-l1": _Entry("deformation", gradient_norm, _identity, {"norm": "l1"},
                           meaning="gradient_norm(norm='l1')"),
     "gradient-l2": _Entry("deformation", gradient_norm, _identity, {"norm": "l2"},
                           meaning="gradient_norm(norm='l2')"),
+    "folding": _Entry("deformation", folding_penalty, _identity, meaning="folding_penalty"),
 }
 
 #: The names :func:`get_loss` knows, by kind.
@@ -840,9 +925,10 @@ def get_loss(name: str, **options) -> Callable:
         ``"lncc"`` (``1 - lncc``), ``"gmi"`` (``-global_mutual_information``);
         label ``"dice"`` (``1 - dice_score``), ``"jaccard"`` (``1 -
         jaccard_index``), ``"cross-entropy"``, ``"multi-scale-dice"``
-        (:func:`multi_scale_loss` with ``loss_type="dice"``); deformation
+        (:func:`multi_scale_loss` with ``label_loss="dice"``); deformation
         ``"bending"`` (:func:`bending_energy`), ``"gradient-l1"``,
-        ``"gradient-l2"`` (:func:`gradient_norm`).
+        ``"gradient-l2"`` (:func:`gradient_norm`), ``"folding"``
+        (:func:`folding_penalty`).
     **options
         Keyword arguments of that function, e.g. ``window_size=5`` for
         ``"lncc"``, ``scales=(0, 2)`` for ``"multi-scale-dice"``,
@@ -854,6 +940,9 @@ def get_loss(name: str, **options) -> Callable:
         ``loss(fixed, warped)`` for image and label losses, ``loss(ddf)`` for
         deformation ones; it returns a ``(batch,)`` tensor to minimise (0 at
         best for all but ``"gmi"`` and ``"ncc"``'s negative correlations).
+        The losses that take a mask (``"ssd"``, ``"ncc"``, ``"lncc"``) also
+        take it when called, ``loss(fixed, warped, mask=overlap)``: the mean
+        then runs over the masked voxels (see :func:`ssd`).
 
     Raises
     ------
@@ -876,15 +965,22 @@ def get_loss(name: str, **options) -> Callable:
     settings = {**entry.preset, **options}
     parameters = inspect.signature(entry.base).parameters
     positional = 1 if entry.kind == "deformation" else 2
-    allowed = [p for p in list(parameters)[positional:] if p not in entry.preset]
+    allowed = [p for p in list(parameters)[positional:] if p not in entry.preset and p != "mask"]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(
             f"get_loss({name!r}) got option(s) {unknown}; {entry.meaning} takes {allowed}."
         )
 
-    def loss(*volumes):
-        return entry.to_minimise(entry.base(*volumes, **settings))
+    takes_mask = "mask" in parameters
+
+    def loss(*volumes, mask=None):
+        if mask is None:
+            return entry.to_minimise(entry.base(*volumes, **settings))
+        if not takes_mask:
+            masked = [n for n, e in _REGISTRY.items() if "mask" in inspect.signature(e.base).parameters]
+            raise ValueError(f"get_loss({name!r}) takes no `mask`; the losses that do: {masked}.")
+        return entry.to_minimise(entry.base(*volumes, mask=mask, **settings))
 
     loss.__name__ = name
     loss.__qualname__ = name
@@ -903,7 +999,7 @@ def dissimilarity_fn(fixed, warped, name: str, **options) -> tf.Tensor:
         An image or label name of :data:`LOSS_NAMES` (``"ssd"``, ``"ncc"``,
         ``"lncc"``, ``"gmi"``, ``"dice"``, ...).
     **options
-        Passed to :func:`get_loss`.
+        Passed to :func:`get_loss`; ``mask=`` is passed to the loss itself.
 
     Returns
     -------
@@ -918,7 +1014,8 @@ def dissimilarity_fn(fixed, warped, name: str, **options) -> tf.Tensor:
     """
     if name not in _REGISTRY or _REGISTRY[name].kind == "deformation":
         raise _unknown(name, ("image", "label"))
-    return tf.reduce_mean(get_loss(name, **options)(fixed, warped))
+    mask = options.pop("mask", None)
+    return tf.reduce_mean(get_loss(name, **options)(fixed, warped, mask=mask))
 
 
 def local_displacement_energy(ddf, name: str, **options) -> tf.Tensor:
@@ -927,7 +1024,7 @@ def local_displacement_energy(ddf, name: str, **options) -> tf.Tensor:
     Parameters
     ----------
     ddf : tensor ``(batch, d1, d2, d3, 3)`` in voxels.
-    name : {"bending", "gradient-l1", "gradient-l2"}
+    name : {"bending", "gradient-l1", "gradient-l2", "folding"}
     **options
         Passed to :func:`get_loss` (e.g. ``include_border=True``).
 

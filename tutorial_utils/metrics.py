@@ -1,7 +1,11 @@
 """Evaluation metrics: overlap, surface distance, centroid, Jacobian and affine residual.
 
 These take NumPy arrays (TensorFlow tensors are converted) and return NumPy
-values: they judge a registration, they are not losses to differentiate.
+values: they judge a registration, they are not losses to differentiate. The
+module is NumPy/SciPy only and never imports TensorFlow: labels are warped
+with ``scipy.ndimage.map_coordinates`` (the course's trilinear resampling,
+zero outside), derivatives and Jacobians come from :mod:`~tutorial_utils.fields`
+and affine algebra from :mod:`~tutorial_utils.affine`.
 Label comparisons take ``(fixed, warped)``, fixed first; labels are
 probabilities in ``[0, 1]`` of any numeric or bool dtype (other ranges raise a
 ``ValueError``), thresholded at 0.5. Distances are in voxels unless ``spacing``
@@ -15,7 +19,8 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 from scipy import ndimage
 
-from .warp import get_reference_grid, warp, warp_grid
+from . import affine as _affine
+from . import fields as _fields
 
 __all__ = [
     "binary_dice",
@@ -25,6 +30,8 @@ __all__ = [
     "folding_fraction",
     "affine_residual",
     "evaluate_registration",
+    "evaluate_pairs",
+    "warp_label",
 ]
 
 
@@ -216,17 +223,22 @@ def _ddf_array(ddf, name: str = "ddf") -> np.ndarray:
 
 
 def jacobian_determinant(ddf) -> np.ndarray:
-    """Determinant of the Jacobian of the transform ``x -> x + ddf(x)``.
+    """Determinant of the Jacobian of the transform ``x -> x + ddf(x)``, for figures.
 
-    The DDF is differentiated as a field everywhere, borders included:
-    ``numpy.gradient(..., edge_order=2)`` (central differences inside,
-    second-order one-sided differences on the outer voxels), in voxel units, as
-    the training-time :func:`~tutorial_utils.register.folding_penalty` does.
+    The DDF is differentiated as a field everywhere, borders included, with the
+    package's one central stencil :func:`tutorial_utils.fields.gradient`
+    (``numpy.gradient(..., edge_order=2)``: central differences inside,
+    second-order one-sided differences on the outer voxels), in voxel units.
     Fields up to quadratic in position are differentiated exactly, so an affine
     DDF ``u(x) = x A + b`` gives ``det(I + A)`` at every voxel, the outer ones
-    included. A value of 1
-    means no local volume change, below 1 compression, above 1 expansion, and
-    ``<= 0`` folding (the transform is not invertible there).
+    included. A value of 1 means no local volume change, below 1 compression,
+    above 1 expansion, and ``<= 0`` folding.
+
+    This central-difference map is what the chapters *show*; it cannot see a
+    field that oscillates from voxel to voxel (central differences skip the
+    voxel in between), so folding is *scored* by :func:`folding_fraction` from
+    the eight one-sided determinants instead
+    (:func:`tutorial_utils.fields.one_sided_jacobian_determinants`).
 
     Parameters
     ----------
@@ -236,7 +248,8 @@ def jacobian_determinant(ddf) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        ``(batch, d1, d2, d3)`` or ``(d1, d2, d3)``, matching the input, float32.
+        ``(batch, d1, d2, d3)`` or ``(d1, d2, d3)``, matching the input, float32
+        (computed in float64).
 
     Examples
     --------
@@ -246,18 +259,25 @@ def jacobian_determinant(ddf) -> np.ndarray:
     >>> np.unique(jacobian_determinant(ddf).round(6))
     array([1.], dtype=float32)
     """
-    batched = _ddf_array(ddf)
-    dets = []
-    for single in batched:
-        # jac[..., c, i] = d u_c / d x_i
-        jac = np.stack(np.gradient(single, axis=(0, 1, 2), edge_order=2), axis=-1)
-        dets.append(np.linalg.det(jac + np.eye(3)))
-    dets = np.stack(dets).astype(np.float32)
+    dets = _fields.jacobian_determinant(_ddf_array(ddf)).astype(np.float32)
     return dets if np.ndim(ddf) == 5 else dets[0]
 
 
 def folding_fraction(ddf, margin: int = 0) -> float:
-    """Fraction of voxels where the Jacobian determinant is ``<= 0`` (folding).
+    """Fraction of voxels that fold: any one-sided Jacobian determinant ``<= 0``.
+
+    A voxel counts as folding when the determinant of ``I + du/dx`` is ``<= 0``
+    for ANY of the 8 combinations of forward and backward differences along
+    (d1, d2, d3) (:func:`tutorial_utils.fields.one_sided_jacobian_determinants`;
+    at the border the missing neighbour's difference is replaced by the other
+    one). This is the check of Liu et al., "On finite difference Jacobian
+    computation in deformable image registration" (IJCV 2024): a positive
+    central-difference determinant does not make a digital transformation
+    diffeomorphic, because central differences cannot see an odd-even
+    (checkerboard) oscillation of the field, and an optimiser whose folding
+    penalty uses them can fold the field that way unseen. (Until this
+    definition, folding here was ``jacobian_determinant(ddf) <= 0``; it is
+    never lower now.)
 
     Parameters
     ----------
@@ -277,17 +297,19 @@ def folding_fraction(ddf, margin: int = 0) -> float:
     >>> import numpy as np
     >>> folding_fraction(np.zeros((6, 6, 6, 3)))
     0.0
+    >>> checkerboard = np.zeros((6, 6, 6, 3)); checkerboard[::2, ..., 0] = 1.2
+    >>> folding_fraction(checkerboard, margin=2)  # central differences see no folding here
+    1.0
     """
     if int(margin) != margin or margin < 0:
         raise ValueError(f"`margin` is {margin}; it needs to be a whole number of voxels >= 0.")
-    det = jacobian_determinant(ddf)
-    if det.ndim == 3:
-        det = det[None]
+    field = _ddf_array(ddf)
+    folds = np.any(_fields.one_sided_jacobian_determinants(field) <= 0, axis=0)
     if margin:
-        if min(det.shape[1:]) <= 2 * margin:
-            raise ValueError(f"`margin` {margin} leaves no voxels of a field of shape {det.shape[1:]}.")
-        det = det[:, margin:-margin, margin:-margin, margin:-margin]
-    return float(np.mean(det <= 0))
+        if min(folds.shape[1:]) <= 2 * margin:
+            raise ValueError(f"`margin` {margin} leaves no voxels of a field of shape {folds.shape[1:]}.")
+        folds = folds[:, margin:-margin, margin:-margin, margin:-margin]
+    return float(np.mean(folds))
 
 
 def _label_volume(label, name: str) -> np.ndarray:
@@ -302,40 +324,42 @@ def _label_volume(label, name: str) -> np.ndarray:
     return array.astype(np.float32)
 
 
-def evaluate_registration(ddf, *, fixed_label, moving_label, interior_margin: int = 2) -> dict:
-    """The numbers every registration chapter reports, from a DDF and two labels.
+def warp_label(moving_label, ddf) -> np.ndarray:
+    """Warp a label (or image) with a DDF in NumPy: sample it at ``grid + ddf``.
 
-    The moving label is warped with :func:`tutorial_utils.warp.warp` (trilinear,
-    zero outside) and thresholded at 0.5, then compared with the fixed label.
+    ``scipy.ndimage.map_coordinates(order=1, mode="constant", cval=0)``:
+    trilinear, 0 outside the moving volume, the numbers of
+    :func:`tutorial_utils.warp.warp` (to float32 rounding) without TensorFlow.
 
     Parameters
     ----------
-    ddf : array ``(1, d1, d2, d3, 3)`` or ``(d1, d2, d3, 3)``
-        Displacements in voxels on the fixed grid (one registration).
-    fixed_label : array ``(d1, d2, d3)`` (or ``(1, d1, d2, d3[, 1])``)
-        Probabilities in ``[0, 1]`` on the fixed grid.
-    moving_label : array ``(m1, m2, m3)`` (or ``(1, m1, m2, m3[, 1])``)
-        Probabilities in ``[0, 1]`` on the moving grid.
-    interior_margin : int
-        Border voxels left out of ``"folding_interior"``.
+    moving_label : array ``(m1, m2, m3)``
+    ddf : array ``(d1, d2, d3, 3)``, voxels, on the fixed grid.
 
     Returns
     -------
-    dict of float
-        ``"dice"`` (:func:`binary_dice`, in [0, 1]), ``"hd95"``
-        (:func:`hausdorff_distance` at the 95th percentile, in voxels; nan if
-        either label is empty), ``"folding_whole"`` and ``"folding_interior"``
-        (:func:`folding_fraction` over the whole field and without
-        ``interior_margin`` border voxels: fractions of voxels with Jacobian
-        determinant <= 0).
+    numpy.ndarray ``(d1, d2, d3)`` float32.
 
     Examples
     --------
     >>> import numpy as np
-    >>> label = np.zeros((8, 8, 8)); label[2:6, 2:6, 2:6] = 1
-    >>> evaluate_registration(np.zeros((8, 8, 8, 3)), fixed_label=label, moving_label=label)
-    {'dice': 1.0, 'hd95': 0.0, 'folding_whole': 0.0, 'folding_interior': 0.0}
+    >>> label = np.zeros((4, 4, 4)); label[2] = 1
+    >>> ddf = np.zeros((4, 4, 4, 3)); ddf[..., 0] = 1.0
+    >>> warp_label(label, ddf)[:, 0, 0].tolist()  # voxel 1 reads voxel 2; voxel 3 reads outside: 0
+    [0.0, 1.0, 0.0, 0.0]
     """
+    field = np.asarray(ddf, dtype=np.float64)
+    volume = np.asarray(moving_label, dtype=np.float64)
+    if field.ndim != 4 or field.shape[-1] != 3:
+        raise ValueError(f"`ddf` has shape {field.shape}; it needs (d1, d2, d3, 3), voxels.")
+    if volume.ndim != 3:
+        raise ValueError(f"`moving_label` has shape {volume.shape}; it needs (m1, m2, m3).")
+    grid = _affine.reference_grid(field.shape[:3])
+    coordinates = np.moveaxis(grid + field, -1, 0)
+    return ndimage.map_coordinates(volume, coordinates, order=1, mode="constant", cval=0.0).astype(np.float32)
+
+
+def _checked_registration(ddf, fixed_label, moving_label):
     field = _ddf_array(ddf)
     if field.shape[0] != 1:
         raise ValueError(
@@ -348,13 +372,106 @@ def evaluate_registration(ddf, *, fixed_label, moving_label, interior_margin: in
             f"`fixed_label` has shape {fixed.shape} but `ddf` is on a grid of "
             f"{field.shape[1:4]}; the DDF lives on the fixed grid."
         )
-    warped = warp(moving[None], field.astype(np.float32)).numpy()[0]
+    return field, fixed, moving
+
+
+def evaluate_registration(
+    ddf, *, fixed_label, moving_label, interior_margin: int = 2,
+    spacing: Optional[Sequence[float]] = None,
+) -> dict:
+    """The numbers every registration chapter reports, from a DDF and two labels.
+
+    The moving label is warped with :func:`warp_label` (trilinear, zero
+    outside: the numbers of :func:`tutorial_utils.warp.warp`) and thresholded
+    at 0.5, then compared with the fixed label.
+
+    Parameters
+    ----------
+    ddf : array ``(1, d1, d2, d3, 3)`` or ``(d1, d2, d3, 3)``
+        Displacements in voxels on the fixed grid (one registration).
+    fixed_label : array ``(d1, d2, d3)`` (or ``(1, d1, d2, d3[, 1])``)
+        Probabilities in ``[0, 1]`` on the fixed grid.
+    moving_label : array ``(m1, m2, m3)`` (or ``(1, m1, m2, m3[, 1])``)
+        Probabilities in ``[0, 1]`` on the moving grid.
+    interior_margin : int
+        Border voxels left out of ``"folding_interior"``.
+    spacing : sequence of 3 float, optional
+        The fixed image's voxel size (mm) along (d1, d2, d3); ``"hd95"`` is then in mm.
+
+    Returns
+    -------
+    dict of float
+        ``"dice"`` (:func:`binary_dice`, in [0, 1]), ``"hd95"``
+        (:func:`hausdorff_distance` at the 95th percentile, in voxels, or mm
+        with ``spacing``; nan if either label is empty), ``"folding_whole"``
+        and ``"folding_interior"`` (:func:`folding_fraction` over the whole
+        field and without ``interior_margin`` border voxels: fractions of
+        voxels where any of the 8 one-sided Jacobian determinants is <= 0,
+        Liu et al. 2024; before #22 it was the central-difference determinant,
+        which an oscillating field could fold under unseen).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> label = np.zeros((8, 8, 8)); label[2:6, 2:6, 2:6] = 1
+    >>> evaluate_registration(np.zeros((8, 8, 8, 3)), fixed_label=label, moving_label=label)
+    {'dice': 1.0, 'hd95': 0.0, 'folding_whole': 0.0, 'folding_interior': 0.0}
+    """
+    field, fixed, moving = _checked_registration(ddf, fixed_label, moving_label)
+    warped = warp_label(moving, field[0])
     return {
         "dice": binary_dice(fixed, warped),
-        "hd95": hausdorff_distance(fixed, warped, 95.0),
+        "hd95": hausdorff_distance(fixed, warped, 95.0, spacing=spacing),
         "folding_whole": folding_fraction(field),
         "folding_interior": folding_fraction(field, margin=interior_margin),
     }
+
+
+def evaluate_pairs(ddfs, fixed_labels, moving_labels, *, interior_margin: int = 2,
+                   spacing: Optional[Sequence[float]] = None) -> dict:
+    """:func:`evaluate_registration` of a batch of pairs: per-pair scores and their means.
+
+    Parameters
+    ----------
+    ddfs : array ``(batch, d1, d2, d3, 3)``, voxels, each on its fixed grid.
+    fixed_labels : array ``(batch, d1, d2, d3)`` (or ``(batch, d1, d2, d3, 1)``)
+    moving_labels : array ``(batch, m1, m2, m3)`` (or ``(batch, m1, m2, m3, 1)``)
+    interior_margin, spacing
+        As in :func:`evaluate_registration`.
+
+    Returns
+    -------
+    dict
+        ``"per_pair"``: a dict of ``(batch,)`` float64 arrays with the keys of
+        :func:`evaluate_registration`; ``"mean"``: a dict of their means
+        (``nanmean`` for ``"hd95"``, whose empty-label pairs are nan).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> labels = np.zeros((2, 8, 8, 8)); labels[:, 2:6, 2:6, 2:6] = 1
+    >>> scores = evaluate_pairs(np.zeros((2, 8, 8, 8, 3)), labels, labels)
+    >>> scores["per_pair"]["dice"].tolist(), scores["mean"]["folding_whole"]
+    ([1.0, 1.0], 0.0)
+    """
+    ddfs, fixed_labels, moving_labels = np.asarray(ddfs), np.asarray(fixed_labels), np.asarray(moving_labels)
+    if ddfs.ndim != 5:
+        raise ValueError(f"`ddfs` has shape {ddfs.shape}; it needs (batch, d1, d2, d3, 3).")
+    for name, labels in (("fixed_labels", fixed_labels), ("moving_labels", moving_labels)):
+        if labels.ndim not in (4, 5) or labels.shape[0] != ddfs.shape[0]:
+            raise ValueError(
+                f"`{name}` has shape {labels.shape}; it needs (batch, d1, d2, d3[, 1]) with the "
+                f"batch of `ddfs` ({ddfs.shape[0]})."
+            )
+    rows = [
+        evaluate_registration(ddf[None], fixed_label=fixed, moving_label=moving,
+                              interior_margin=interior_margin, spacing=spacing)
+        for ddf, fixed, moving in zip(ddfs, fixed_labels, moving_labels)
+    ]
+    per_pair = {key: np.array([row[key] for row in rows], dtype=np.float64) for key in rows[0]}
+    mean = {key: float(np.nanmean(values) if key == "hd95" and not np.all(np.isnan(values))
+                       else np.mean(values)) for key, values in per_pair.items()}
+    return {"per_pair": per_pair, "mean": mean}
 
 
 def affine_residual(theta_estimated, theta_true, grid_size: Sequence[int]) -> Tuple[float, float]:
@@ -365,7 +482,8 @@ def affine_residual(theta_estimated, theta_true, grid_size: Sequence[int]) -> Tu
     at ``warp_grid(grid, theta_estimated)``; the fixed voxel ``x`` therefore ends
     up reading the fixed image at ``T_true(T_estimated(x))``. A perfect recovery
     makes that composition the identity. This returns the mean and maximum,
-    over the grid, of ``|T_true(T_estimated(x)) - x|``.
+    over the grid, of ``|T_true(T_estimated(x)) - x|``, computed with
+    :mod:`tutorial_utils.affine` in float64 (from the float32 values of the inputs).
 
     Parameters
     ----------
@@ -376,6 +494,13 @@ def affine_residual(theta_estimated, theta_true, grid_size: Sequence[int]) -> Tu
     Returns
     -------
     (mean, max) : tuple of float, in voxels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> theta = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [2.0, 0, 0]])
+    >>> affine_residual(theta, theta, (4, 4, 4))  # moved twice: 4 voxels everywhere
+    (4.0, 4.0)
     """
     def as_theta(theta, name):
         array = np.asarray(theta, dtype=np.float32)
@@ -383,16 +508,13 @@ def affine_residual(theta_estimated, theta_true, grid_size: Sequence[int]) -> Tu
             array = array[None]
         if array.shape != (1, 4, 3):
             raise ValueError(f"`{name}` has shape {array.shape}, but it needs (1, 4, 3) or (4, 3).")
-        if not np.all(np.isfinite(array)):
-            raise ValueError(f"`{name}` has non-finite values (NaN or inf).")
-        return array
+        return _affine.as_theta(array, name)[0]
 
     if len(grid_size) != 3 or any(int(s) != s or s < 1 for s in grid_size):
         raise ValueError(f"`grid_size` is {tuple(grid_size)}; it needs 3 positive whole numbers.")
-
     estimated = as_theta(theta_estimated, "theta_estimated")
     true = as_theta(theta_true, "theta_true")
-    grid = get_reference_grid(grid_size)
-    composed = warp_grid(warp_grid(grid, estimated)[0], true)[0]
-    distance = np.linalg.norm(composed.numpy() - grid.numpy(), axis=-1)
+    grid = _affine.reference_grid([int(s) for s in grid_size])
+    composed = _affine.transform_points(_affine.compose(estimated, true), grid)
+    distance = np.linalg.norm(composed - grid, axis=-1)
     return float(distance.mean()), float(distance.max())

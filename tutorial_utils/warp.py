@@ -25,6 +25,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from . import affine as _affine
 from ._tf import tf
 from ._checks import as_float32 as _as_float32
 from ._checks import check_rank, check_same_shape
@@ -37,6 +38,7 @@ __all__ = [
     "identity_affine",
     "centre_affine",
     "resample",
+    "resample_points",
     "Warping",
     "warp",
     "ddf_from_affine",
@@ -104,10 +106,7 @@ def warp_grid(grid, theta) -> tf.Tensor:
     if grid.shape[-1] != 3:
         raise ValueError(f"`grid` has shape {tuple(grid.shape)}; its last axis must be 3.")
     _check_theta(theta)
-    grid = _as_float32(grid, "grid")
-    theta = _as_float32(theta, "theta")
-    linear = tf.einsum("ijkq,bqp->bijkp", grid, theta[:, :3, :])
-    return linear + theta[:, None, None, None, 3, :]
+    return _affine.transform_points(_as_float32(theta, "theta"), _as_float32(grid, "grid"))
 
 
 def random_transform_generator(
@@ -173,11 +172,7 @@ def centre_affine(theta, grid_size: Sequence[int]) -> tf.Tensor:
     tf.Tensor ``(batch, 4, 3)``
     """
     _check_theta(theta)
-    theta = _as_float32(theta, "theta")
-    centre = (tf.constant([float(s) for s in grid_size]) - 1.0) / 2.0
-    linear = theta[:, :3, :]
-    shift = centre - tf.einsum("q,bqp->bp", centre, linear)
-    return tf.concat([linear, (theta[:, 3, :] + shift)[:, None, :]], axis=1)
+    return _affine.centre(_as_float32(theta, "theta"), grid_size)
 
 
 # --------------------------------------------------------------------------
@@ -279,13 +274,11 @@ def resample(vol, loc, mode: str = "constant") -> tf.Tensor:
     return _trilinear(vol, loc, sizes, has_channels, zero_outside=mode == "constant")
 
 
-def _trilinear(vol, loc, sizes, has_channels, zero_outside=True):
+def _cells(flat_loc, sizes):
+    """The grid cell of each location ``(batch, n, 3)``: ``(upper, low, high, frac)``,
+    the last voxel index (float), the lower and upper corner indices (int32) and the
+    weight of the upper corner per axis."""
     d1, d2, d3 = sizes
-    channels = vol.shape[-1]
-    out_spatial = tf.shape(loc)[1:4]
-    batch = tf.shape(vol)[0]
-    flat_loc = tf.reshape(loc, [batch, -1, 3])
-
     upper = tf.constant([d1 - 1, d2 - 1, d3 - 1], dtype=tf.float32)
     # Clamp before flooring: this keeps every gathered index valid, and is the
     # "edge" extrapolation itself; for "constant" the outside points are masked.
@@ -294,6 +287,17 @@ def _trilinear(vol, loc, sizes, has_channels, zero_outside=True):
     frac = clamped - floor  # weight of the upper neighbour, per axis
     low = tf.cast(floor, tf.int32)
     high = tf.minimum(low + 1, tf.cast(upper, tf.int32))
+    return upper, low, high, frac
+
+
+def _trilinear(vol, loc, sizes, has_channels, zero_outside=True):
+    d1, d2, d3 = sizes
+    channels = vol.shape[-1]
+    out_spatial = tf.shape(loc)[1:4]
+    batch = tf.shape(vol)[0]
+    flat_loc = tf.reshape(loc, [batch, -1, 3])
+
+    upper, low, high, frac = _cells(flat_loc, sizes)
 
     # Each voxel is stored next to its d3-neighbour, so that one gather fetches
     # both ends of an edge along d3: four gathers of pairs instead of eight single
@@ -323,6 +327,75 @@ def _trilinear(vol, loc, sizes, has_channels, zero_outside=True):
     sampled = tf.einsum("bnpe,bnpeq->bnq", corner_weight, values)
     out_shape = tf.concat([[batch], out_spatial, [channels]], axis=0)
     sampled = tf.reshape(sampled, out_shape)
+    return sampled if has_channels else sampled[..., 0]
+
+
+def resample_points(vol, points, mode: str = "constant") -> tf.Tensor:
+    """Trilinear interpolation of ``vol`` at scattered voxel locations ``points``.
+
+    The sibling of :func:`resample` for a list of points rather than a grid of
+    them: the same interpolation, clamping and ``mode`` (0 outside for
+    ``"constant"``, the border value for ``"edge"``/``"nearest"``), equal to
+    ``scipy.ndimage.map_coordinates(vol, points.T, order=1, mode=...)``; but
+    it gathers the eight corners of each point straight from the flat volume,
+    so its cost is O(points), not O(voxels) (the stochastic optimisers sample
+    a few thousand points of a large volume at every iteration).
+
+    Parameters
+    ----------
+    vol : array-like ``(batch, d1, d2, d3)`` or ``(batch, d1, d2, d3, channels)``
+    points : array-like ``(batch, n, 3)`` voxel coordinates, or ``(n, 3)`` shared
+        by the whole batch.
+    mode : {"constant", "edge", "nearest"}
+
+    Returns
+    -------
+    tf.Tensor ``(batch, n)`` or ``(batch, n, channels)``, float32.
+
+    Raises
+    ------
+    ValueError
+        For wrong ranks, a last axis of ``points`` other than 3, mismatched
+        batches, an unknown spatial size or an unknown mode.
+
+    Examples
+    --------
+    >>> vol = tf.reshape(tf.range(8, dtype=tf.float32), (1, 2, 2, 2))
+    >>> resample_points(vol, [[0.5, 0.5, 0.5], [0.0, 0.0, 3.0]]).numpy().tolist()
+    [[3.5, 0.0]]
+    """
+    mode = _check_mode(mode)
+    vol, points = _as_float32(vol, "vol"), _as_float32(points, "points")
+    vol_shape = check_rank(vol, "vol", [4, 5], "(batch, d1, d2, d3) or (batch, d1, d2, d3, channels)")
+    points_shape = check_rank(points, "points", [2, 3], "(batch, n, 3) or (n, 3)")
+    if points_shape[-1] != 3:
+        raise ValueError(f"`points` has shape {points_shape}; its last axis must hold 3 voxel coordinates.")
+    has_channels = len(vol_shape) == 5
+    vol = vol if has_channels else vol[..., None]
+    points = points if len(points_shape) == 3 else points[None]
+    batch, sizes = vol_shape[0], vol_shape[1:4]
+    if any(size is None for size in sizes):
+        raise ValueError(f"`vol` needs a known spatial size, got {vol_shape}.")
+    if points.shape[0] not in (1, batch) and batch is not None:
+        raise ValueError(
+            f"`points` has batch size {points.shape[0]} but `vol` has {batch}; they must match, "
+            "or `points` must be (n, 3) (or have a batch of 1) to be shared."
+        )
+    if points.shape[0] == 1 and batch not in (1, None):
+        points = tf.broadcast_to(points, [batch] + list(points.shape[1:]))
+    upper, low, high, frac = _cells(points, sizes)
+    d2, d3 = sizes[1], sizes[2]
+    flat = tf.reshape(vol, [tf.shape(vol)[0], -1, vol.shape[-1]])
+    sampled = 0.0
+    for corner in range(8):
+        c1, c2, c3 = (corner >> 2) & 1, (corner >> 1) & 1, corner & 1
+        index = [high[..., a] if c else low[..., a] for a, c in enumerate((c1, c2, c3))]
+        weight = [frac[..., a] if c else 1.0 - frac[..., a] for a, c in enumerate((c1, c2, c3))]
+        values = tf.gather(flat, index[0] * (d2 * d3) + index[1] * d3 + index[2], batch_dims=1)
+        sampled = sampled + (weight[0] * weight[1] * weight[2])[..., None] * values
+    if mode == "constant":
+        inside = tf.reduce_all((points >= 0.0) & (points <= upper), axis=-1)
+        sampled = sampled * tf.cast(inside, tf.float32)[..., None]
     return sampled if has_channels else sampled[..., 0]
 
 
@@ -439,8 +512,8 @@ def ddf_from_affine(theta, grid_size: Sequence[int]) -> tf.Tensor:
         ``(batch, d1, d2, d3, 3)`` displacements in voxels; warping with it equals
         resampling at ``warp_grid(grid, theta)``.
     """
-    grid = get_reference_grid(grid_size)
-    return warp_grid(grid, theta) - grid[None]
+    _check_theta(theta)
+    return _affine.ddf_from_affine(_as_float32(theta, "theta"), grid_size)
 
 
 def compose_ddf(first, second) -> tf.Tensor:
