@@ -333,6 +333,9 @@ IDENTITY = np.concatenate([np.eye(3), np.zeros((1, 3))])
     (lambda: points.landmarks_from_label(np.ones((4, 4, 4)), orientation="LPL"), "`orientation`"),
     (lambda: points.landmarks_from_label(np.ones((4, 4, 4)), slices=[7]), "`slices`"),
     (lambda: points.landmarks_from_label(np.ones((4, 4, 4)), slices=0), "`slices`"),
+    (lambda: points.landmarks_from_label(np.ones((4, 4, 4)), slices=2.5), "`slices`"),
+    (lambda: points.landmarks_from_label(np.full((4, 4, 4), 255.0)), "`label`"),
+    (lambda: points.landmarks_from_label(np.ones((4, 4, 4)), threshold=1.0), "`threshold`"),
     (lambda: points.landmarks_from_label(np.ones((4, 4, 4)), slice_axis=3), "`slice_axis`"),
     (lambda: points.landmarks_from_label(np.pad(np.ones((2, 2, 2)), 2), slices=[0]), "`slices`"),
 ], ids=lambda value: value if isinstance(value, str) else "")

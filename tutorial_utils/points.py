@@ -370,6 +370,9 @@ def _label_mask(label, threshold: float) -> np.ndarray:
         raise ValueError(f"`threshold` is {threshold!r}; it needs to be strictly between 0 and 1.")
     if array.dtype != bool and not np.all(np.isfinite(array)):
         raise ValueError("`label` has non-finite values (NaN or inf); a label cannot.")
+    if array.dtype != bool and (array.min() < -1e-3 or array.max() > 1.0 + 1e-3):
+        raise ValueError(f"`label` has values in [{array.min():.6g}, {array.max():.6g}], but a label is a "
+                         "probability in [0, 1]: pick one structure of a label map with (label == k).")
     mask = array > threshold
     if not mask.any():
         raise ValueError(f"`label` (shape {array.shape}) has no voxel above {threshold}: an empty "
@@ -382,8 +385,7 @@ def _extreme_names(orientation: Optional[str]):
     if orientation is None:
         return [(f"d{axis}_min", f"d{axis}_max") for axis in (1, 2, 3)]
     code = str(orientation).upper()
-    if len(code) != 3 or set(code) - set(_OPPOSITE) or len({_OPPOSITE[c] + c for c in code} |
-                                                          {c + _OPPOSITE[c] for c in code}) != 6:
+    if len(code) != 3 or set(code) - set(_OPPOSITE) or len({frozenset((c, _OPPOSITE[c])) for c in code}) != 3:
         raise ValueError(f"`orientation` is {orientation!r}; it needs a 3-letter code such as 'LPS' "
                          "(one of L/R, one of A/P, one of S/I: the direction each of d1, d2, d3 "
                          "points to, as a loader's 'orientation'), or None.")
@@ -398,8 +400,11 @@ def _slice_indices(mask: np.ndarray, slices, axis: int) -> Dict[str, int]:
         fractions = [0.5] if slices == 1 else np.linspace(0.0, 1.0, int(slices))
         return {f"d{axis + 1}@{f:.2f}": int(np.floor(present[0] + f * (present[-1] - present[0]) + 0.5))
                 for f in fractions}
-    indices = [int(i) for i in slices]
-    if list(slices) != indices or any(i < 0 or i >= mask.shape[axis] for i in indices):
+    try:
+        indices = [int(i) for i in slices]
+    except (TypeError, ValueError):
+        indices = None
+    if indices is None or list(slices) != indices or any(i < 0 or i >= mask.shape[axis] for i in indices):
         raise ValueError(f"`slices` is {slices!r}; it needs whole-number indices in [0, {mask.shape[axis]}) "
                          f"along d{axis + 1}, or a number of slices.")
     return {f"d{axis + 1}={i}": i for i in indices}
