@@ -10,8 +10,10 @@ from tutorial_utils.register import affine
 RNG = np.random.default_rng(5)
 
 
-def smooth_volume(shape, sigma=2.0):
-    volume = ndimage.gaussian_filter(RNG.standard_normal(shape), sigma)
+def smooth_volume(shape, sigma=2.0, seed=None):
+    """A smooth random volume in [0, 1]; ``seed`` makes it independent of the tests run before."""
+    rng = RNG if seed is None else np.random.default_rng(seed)
+    volume = ndimage.gaussian_filter(rng.standard_normal(shape), sigma)
     return ((volume - volume.min()) / (volume.max() - volume.min())).astype(np.float32)[None]
 
 
@@ -28,16 +30,6 @@ def test_sample_points_are_stateless_and_inside():
     assert np.mean(first != np.round(first)) > 0.99  # off the grid
     with pytest.raises(ValueError, match="`margin`"):
         register.sample_points((10, 12, 2), 5, seed=(0, 0), margin=1.0)
-
-
-def test_point_sampler_matches_scipy():
-    volume = smooth_volume((9, 11, 7))[0]
-    points = np.concatenate([RNG.uniform(0, [8, 10, 6], size=(300, 3)),
-                             [[-0.5, 3, 3], [4, 10.5, 2], [2, 2, 7.2]]]).astype(np.float32)
-    ours = affine._sample(tf.constant(volume), tf.constant(points)).numpy()
-    expected = ndimage.map_coordinates(volume.astype(np.float64), points.T, order=1, mode="constant", cval=0.0)
-    expected[-3:] = 0.0  # outside: zero, as warp.resample
-    np.testing.assert_allclose(ours, expected, atol=1e-5)
 
 
 def test_sampled_ssd_is_exact_on_a_linear_image_with_overlap_mask():
@@ -100,7 +92,7 @@ def test_affine_parameterisation_is_centred_and_invertible():
 
 
 def test_register_affine_recovers_a_known_affine_deterministically():
-    fixed = smooth_volume((32, 36, 24), 2.5)
+    fixed = smooth_volume((32, 36, 24), 2.5, seed=5)  # the same volume whatever ran before
     theta_true = warp.random_transform_generator(1, 0.15, seed=4)
     grid = warp.get_reference_grid(fixed.shape[1:4])
     moving = warp.resample(fixed, warp.warp_grid(grid, theta_true)).numpy()

@@ -29,29 +29,8 @@ def test_ddf_step_xla_matches_graph(velocity):
 
 
 # --------------------------------------------------------------------------
-# nonrigid section: folding penalty, affine base on pyramid levels, register_nonrigid
+# nonrigid section (the folding penalty is tested in test_losses.py): affine base on pyramid levels, register_nonrigid
 # --------------------------------------------------------------------------
-def test_folding_penalty_matches_numpy_jacobian():
-    from tutorial_utils import metrics
-
-    rough = (1.2 * RNG.standard_normal((2, 6, 7, 8, 3))).astype(np.float32)
-    det = metrics.jacobian_determinant(rough.astype(np.float64))  # numpy.gradient, edge_order 2
-    for threshold in (0.0, 0.1):
-        expected = np.maximum(threshold - det.astype(np.float64), 0).mean(axis=(1, 2, 3))
-        np.testing.assert_allclose(register.folding_penalty(rough, threshold), expected, rtol=1e-4)
-    assert expected.min() > 0  # the case does fold somewhere
-    smooth = warp.ddf_from_affine(warp.random_transform_generator(1, 0.1, seed=1), (6, 7, 8))
-    assert float(register.folding_penalty(smooth)[0]) == 0.0
-
-
-def test_folding_penalty_gradient_matches_finite_differences():
-    ddf = tf.constant((0.6 * RNG.standard_normal((1, 4, 4, 4, 3))).astype(np.float32))
-    theoretical, numerical = tf.test.compute_gradient(
-        lambda d: register.folding_penalty(d, 0.1), [ddf], delta=1e-3)
-    scale = np.abs(numerical[0]).max()
-    np.testing.assert_allclose(theoretical[0], numerical[0], atol=0.05 * scale)
-
-
 def test_affine_on_a_level_upsamples_to_warps_affine_ddf():
     theta = warp.random_transform_generator(1, 0.1, seed=4).numpy()
     theta[0, 3] = [0.5, -2.0, 3.0]

@@ -14,7 +14,8 @@ improved recipes built on them. Every step is compiled with XLA
   :func:`sampled_dissimilarity`, :func:`affine_parameterisation`,
   :func:`make_stochastic_affine_step`, :func:`affine_schedule`, :func:`register_affine`;
 - :mod:`~tutorial_utils.register.nonrigid`: :func:`make_ddf_step`,
-  :func:`folding_penalty`, :func:`register_nonrigid`.
+  :func:`register_nonrigid` (its folding hinge is
+  :func:`tutorial_utils.losses.folding_penalty`).
 
 :func:`register_affine` and :func:`register_nonrigid` return a
 :class:`~tutorial_utils.results.RegistrationResult` whose ``iterations``,
@@ -32,7 +33,7 @@ from .affine import (
     sampled_dissimilarity,
 )
 from .loop import CoarseToFine, LevelRun, coarse_to_fine, run_steps
-from .nonrigid import folding_penalty, make_ddf_step, register_nonrigid
+from .nonrigid import make_ddf_step, register_nonrigid
 from .pyramid import gaussian_pyramid, smoothing_pyramid, upsample_field
 
 __all__ = [
@@ -51,6 +52,5 @@ __all__ = [
     "affine_schedule",
     "register_affine",
     "make_ddf_step",
-    "folding_penalty",
     "register_nonrigid",
 ]

@@ -20,7 +20,9 @@ import numpy as np
 from .._checks import as_float32 as _as_float32
 from .._tf import tf
 from ..results import RegistrationResult
-from ..warp import identity_affine
+from ..affine import affine_parameterisation
+from ..losses import get_loss
+from ..warp import identity_affine, resample_points
 from .loop import LevelRun, batched_pair, coarse_to_fine, run_steps
 from .pyramid import smoothing_pyramid
 
@@ -81,38 +83,6 @@ def sample_points(grid_size: Sequence[int], count: int, seed: Tuple[int, int], m
     return low + uniform * (high - low)
 
 
-# --------------------------------------------------------------------------
-# SCATTERED SAMPLING AND MASKED LOSSES (private copies): `_sample` (trilinear
-# values at a list of points) is to be replaced by warp.resample at scattered
-# points, and the masked SSD/NCC inside `sampled_dissimilarity` by
-# losses.get_loss(image_loss)(fixed, warped, mask=...), after the merge.
-# Bodies unchanged from register.py (`loss_name` renamed `image_loss`).
-# --------------------------------------------------------------------------
-def _sample(volume, points):
-    """Trilinear values of ``volume`` (d1, d2, d3) at ``points`` (n, 3); 0 outside.
-
-    The same interpolation as :func:`~tutorial_utils.warp.resample` (tested
-    against SciPy), written for a list of points: one gather of the eight
-    corners from the flat volume, so its cost is O(points) and not O(voxels).
-    """
-    sizes = tf.shape(volume)
-    upper = tf.cast(sizes, tf.float32) - 1.0
-    inside = tf.reduce_all((points >= 0.0) & (points <= upper), axis=-1)
-    clamped = tf.clip_by_value(points, 0.0, upper)
-    floor = tf.floor(clamped)
-    frac = (clamped - floor)[:, None, :]  # (n, 1, 3)
-    offsets = tf.constant(_CORNER_OFFSETS)  # (8, 3) of 0/1
-    corners = tf.minimum(tf.cast(floor, tf.int32)[:, None, :] + offsets, sizes - 1)  # (n, 8, 3)
-    factors = tf.where(offsets > 0, frac, 1.0 - frac)  # (n, 8, 3)
-    weights = factors[..., 0] * factors[..., 1] * factors[..., 2]  # (n, 8)
-    index = (corners[..., 0] * sizes[1] + corners[..., 1]) * sizes[2] + corners[..., 2]
-    values = tf.gather(tf.reshape(volume, [-1]), index)
-    return tf.where(inside, tf.reduce_sum(weights * values, axis=-1), 0.0)
-
-
-_CORNER_OFFSETS = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], np.int32)
-
-
 def sampled_dissimilarity(fixed, moving, points, theta, image_loss: str = "ssd") -> Tuple[tf.Tensor, tf.Tensor]:
     """The dissimilarity of ``fixed`` and ``moving`` compared at off-grid points only.
 
@@ -142,68 +112,15 @@ def sampled_dissimilarity(fixed, moving, points, theta, image_loss: str = "ssd")
     mapped = points @ theta[:3] + theta[3]
     upper = tf.cast(tf.shape(moving), tf.float32) - 1.0
     inside = tf.cast(tf.reduce_all((mapped >= 0.0) & (mapped <= upper), axis=-1), tf.float32)
-    count = tf.maximum(tf.reduce_sum(inside), 1.0)
-    fixed_values = _sample(fixed, points)
-    moving_values = _sample(moving, mapped)
-    if image_loss == "ssd":
-        loss = tf.reduce_sum(inside * (fixed_values - moving_values) ** 2) / count
-    else:
-        f_mean = tf.reduce_sum(inside * fixed_values) / count
-        m_mean = tf.reduce_sum(inside * moving_values) / count
-        f_c, m_c = inside * (fixed_values - f_mean), inside * (moving_values - m_mean)
-        loss = 1.0 - tf.reduce_sum(f_c * m_c) / tf.sqrt(
-            tf.reduce_sum(f_c**2) * tf.reduce_sum(m_c**2) + 1e-12
-        )
-    return loss, tf.reduce_sum(inside) / tf.cast(tf.shape(points)[0], tf.float32)
-
-# ------------------------------------- end of SCATTERED SAMPLING / MASKED LOSS copies
+    fixed_values = resample_points(fixed[None], points)  # (1, n): one home for interpolation
+    moving_values = resample_points(moving[None], mapped)
+    as_volume = lambda values: tf.reshape(values, (1, -1, 1, 1))  # noqa: E731 (n points, one batch)
+    loss = get_loss(image_loss)(as_volume(fixed_values), as_volume(moving_values), mask=as_volume(inside))
+    return loss[0], tf.reduce_sum(inside) / tf.cast(tf.shape(points)[0], tf.float32)
 
 
-# --------------------------------------------------------------------------
-# CENTRED AFFINE (private copy): the pivot of `affine_parameterisation` is to
-# be replaced by tutorial_utils.affine's centred parameterisation after the
-# merge. Body unchanged from register.py.
-# --------------------------------------------------------------------------
-def affine_parameterisation(grid_size: Sequence[int]) -> Tuple[Callable, Callable]:
-    """A well-conditioned affine: centred, scaled coordinates.
 
-    The transform is ``x -> c + ((x - c) / s) @ L * s + t * s`` with ``c`` the
-    volume's centre and ``s`` its root-mean-square half-size, so a unit change
-    of any entry of the linear part ``L`` or of the translation ``t`` moves a
-    typical voxel by about ``s`` voxels: the 12 parameters are commensurate,
-    and pivoting about the centre decouples translation from rotation/scaling.
 
-    Returns
-    -------
-    (to_theta, from_theta) : callables
-        ``to_theta(parameters)`` maps a ``(4, 3)`` parameter tensor (identity:
-        ``[I; 0]``) to the package's ``theta`` ``(1, 4, 3)``; ``from_theta`` is its inverse.
-
-    Examples
-    --------
-    >>> to_theta, from_theta = affine_parameterisation((9, 9, 5))
-    >>> parameters = from_theta(identity_affine(1))
-    >>> bool(tf.reduce_all(tf.abs(to_theta(parameters) - identity_affine(1)) < 1e-6))
-    True
-    """
-    sizes = np.asarray([float(size) for size in grid_size], np.float32)
-    centre = tf.constant((sizes - 1.0) / 2.0)
-    scale = float(max(np.sqrt(np.mean(((sizes - 1.0) / 2.0) ** 2)), 1.0))
-
-    def to_theta(parameters):
-        linear = parameters[:3]
-        shift = centre - tf.linalg.matvec(linear, centre, transpose_a=True) + parameters[3] * scale
-        return tf.concat([linear, shift[None]], axis=0)[None]
-
-    def from_theta(theta):
-        theta = tf.reshape(tf.cast(theta, tf.float32), (4, 3))
-        linear = theta[:3]
-        translation = (theta[3] - centre + tf.linalg.matvec(linear, centre, transpose_a=True)) / scale
-        return tf.concat([linear, translation[None]], axis=0)
-
-    return to_theta, from_theta
-
-# ---------------------------------------------------- end of CENTRED AFFINE copy
 
 
 class AdamState(NamedTuple):

@@ -16,13 +16,13 @@ import numpy as np
 from .._checks import as_float32 as _as_float32
 from .._checks import check_rank, check_same_shape
 from .._tf import tf
-from ..losses import dissimilarity_fn, local_displacement_energy
+from ..losses import dissimilarity_fn, folding_penalty, local_displacement_energy
 from ..results import RegistrationResult
 from ..warp import Warping, integrate_velocity
 from .loop import LevelRun, batched_pair, coarse_to_fine, run_steps
 from .pyramid import gaussian_pyramid, upsample_field
 
-__all__ = ["make_ddf_step", "folding_penalty", "register_nonrigid"]
+__all__ = ["make_ddf_step", "register_nonrigid"]
 
 _NAMES = ("total", "image", "deform")
 
@@ -130,68 +130,6 @@ def _field_on(field, size, name):
     return field
 
 
-# --------------------------------------------------------------------------
-# FOLDING PENALTY (private copies): `_numpy_gradient` (the derivative stencil
-# of numpy.gradient, edge_order=2) and `folding_penalty` (the Jacobian
-# determinant's hinge) are to be replaced by tutorial_utils.fields' stencil and
-# Jacobian and by losses.folding_penalty after the merge. Bodies unchanged
-# from register.py.
-# --------------------------------------------------------------------------
-def _numpy_gradient(field, axis: int):
-    """``numpy.gradient(..., edge_order=2)`` along spatial ``axis`` (1, 2 or 3) of
-    ``(batch, d1, d2, d3, c)``: central differences inside, second-order one-sided
-    differences at the two ends; same shape."""
-    size = field.shape[axis]
-
-    def part(start, stop):
-        index = [slice(None)] * 5
-        index[axis] = slice(start, stop)
-        return field[tuple(index)]
-
-    first = (-3.0 * part(0, 1) + 4.0 * part(1, 2) - part(2, 3)) / 2.0
-    inside = (part(2, size) - part(0, size - 2)) / 2.0
-    last = (3.0 * part(size - 1, size) - 4.0 * part(size - 2, size - 1) + part(size - 3, size - 2)) / 2.0
-    return tf.concat([first, inside, last], axis=axis)
-
-
-def folding_penalty(ddf, threshold: float = 0.1) -> tf.Tensor:
-    r"""Mean hinge on the Jacobian determinant: a penalty on (near-)folding voxels only.
-
-    .. math:: P = \frac{1}{N}\sum_v \max(0,\ \tau - \det(I + \nabla u(v)))
-
-    with derivatives at every voxel as ``numpy.gradient(..., edge_order=2)``
-    computes them (the determinant of
-    :func:`~tutorial_utils.metrics.jacobian_determinant`).
-    Voxels whose determinant stays above ``tau`` cost nothing, so unlike the
-    bending energy it does not stiffen the whole field; it pushes the few
-    voxels about to fold back (the selective Jacobian loss of Mok & Chung,
-    CVPR 2020, with a margin ``tau``).
-
-    Parameters
-    ----------
-    ddf : tensor ``(batch, d1, d2, d3, 3)``, voxels; each axis >= 3.
-    threshold : float
-        The margin ``tau``; 0 penalises folding voxels only.
-
-    Returns
-    -------
-    tf.Tensor ``(batch,)``; 0 for an identity or any field with ``det > tau`` everywhere.
-    """
-    shape = check_rank(ddf, "ddf", [5], "(batch, d1, d2, d3, 3)")
-    if shape[-1] != 3 or any(size is not None and size < 3 for size in shape[1:4]):
-        raise ValueError(f"`ddf` has shape {shape}; it needs (batch, d1, d2, d3, 3), each d >= 3.")
-    ddf = _as_float32(ddf, "ddf")
-    # grad[i][c] = d u_c / d x_i; jac[c][i] = d (x_c + u_c) / d x_i
-    grad = [tf.unstack(_numpy_gradient(ddf, axis), axis=-1) for axis in (1, 2, 3)]
-    jac = [[grad[i][c] + (1.0 if i == c else 0.0) for i in range(3)] for c in range(3)]
-    det = (
-        jac[0][0] * (jac[1][1] * jac[2][2] - jac[1][2] * jac[2][1])
-        - jac[0][1] * (jac[1][0] * jac[2][2] - jac[1][2] * jac[2][0])
-        + jac[0][2] * (jac[1][0] * jac[2][1] - jac[1][1] * jac[2][0])
-    )
-    return tf.reduce_mean(tf.nn.relu(threshold - det), axis=[1, 2, 3])
-
-# ------------------------------------------------- end of FOLDING PENALTY copies
 
 
 def _affine_ddf_on_level(theta, size, level_size) -> "np.ndarray":

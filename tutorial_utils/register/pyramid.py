@@ -8,16 +8,11 @@ from typing import List, Sequence
 
 import numpy as np
 
+from ..fields import smooth_array
+
 __all__ = ["gaussian_pyramid", "smoothing_pyramid", "upsample_field"]
 
 
-# --------------------------------------------------------------------------
-# SMOOTHING (private copies): the Gaussian smoothing inside
-# `smoothing_pyramid` (scipy.ndimage.gaussian_filter, mode "nearest") and
-# `gaussian_pyramid` (mode "reflect", sigma 2f/6) is to be replaced by
-# tutorial_utils.fields' one Gaussian smoothing after the merge. Bodies
-# unchanged from register.py.
-# --------------------------------------------------------------------------
 def smoothing_pyramid(volume, sigmas: Sequence[float]) -> List[np.ndarray]:
     """Gaussian-smoothed copies of ``volume`` at full resolution, coarse to fine.
 
@@ -30,15 +25,14 @@ def smoothing_pyramid(volume, sigmas: Sequence[float]) -> List[np.ndarray]:
     volume : array ``(d1, d2, d3)`` or ``(1, d1, d2, d3)``
     sigmas : sequence of float
         Standard deviations in voxels (0 = unsmoothed), e.g. ``(4, 2, 1, 0.5)``.
-        Borders are extended by the nearest value (``scipy.ndimage.gaussian_filter``,
-        ``mode="nearest"``), so smoothing does not darken the faces.
+        Smoothed by :func:`tutorial_utils.fields.smooth_array`, the package's one
+        Gaussian smoothing (edge voxels repeated outwards, so smoothing does not
+        darken the faces).
 
     Returns
     -------
     list of float32 arrays ``(d1, d2, d3)``.
     """
-    from scipy import ndimage
-
     array = np.asarray(volume, dtype=np.float32)
     if array.ndim == 4 and array.shape[0] == 1:
         array = array[0]
@@ -46,7 +40,7 @@ def smoothing_pyramid(volume, sigmas: Sequence[float]) -> List[np.ndarray]:
         raise ValueError(f"`volume` has shape {np.shape(volume)}; it needs (d1, d2, d3) or (1, d1, d2, d3).")
     if any(sigma < 0 for sigma in sigmas):
         raise ValueError(f"`sigmas` is {tuple(sigmas)}; standard deviations need to be >= 0 voxels.")
-    return [ndimage.gaussian_filter(array, float(s), mode="nearest") if s > 0 else array.copy() for s in sigmas]
+    return [smooth_array(array, float(s)) for s in sigmas]
 
 
 def _level_factors(downscale, levels: int):
@@ -68,7 +62,9 @@ def gaussian_pyramid(volume, levels: int, downscale=2.0) -> List["np.ndarray"]:
     deviation ``2 f / 6`` voxels along each axis whose factor ``f`` is above 1,
     then resized (linear interpolation, pixel centres aligned) to
     ``ceil(size / f)`` voxels: the recipe of
-    :func:`skimage.transform.pyramid_gaussian` (mode ``"reflect"``), with a
+    :func:`skimage.transform.pyramid_gaussian`, with the package's one border
+    rule (:func:`tutorial_utils.fields.smooth_array`: edge voxels repeated,
+    skimage's ``mode="nearest"``) and a
     factor per axis, so that thick-slice volumes can be downsampled in-plane
     only, e.g. ``downscale=(1, 2, 2)``.
 
@@ -93,8 +89,6 @@ def gaussian_pyramid(volume, levels: int, downscale=2.0) -> List["np.ndarray"]:
     >>> [p.shape for p in pyramid]
     [(1, 32, 32, 32), (1, 32, 64, 64), (1, 32, 128, 128)]
     """
-    import numpy as np
-    from scipy import ndimage
     from skimage.transform import resize
 
     factors = _level_factors(downscale, levels)
@@ -108,16 +102,15 @@ def gaussian_pyramid(volume, levels: int, downscale=2.0) -> List["np.ndarray"]:
     for _ in range(int(levels) - 1):
         current = pyramid[0].astype(np.float64)
         sigma = [0.0] * lead + [2.0 * f / 6.0 if f > 1 else 0.0 for f in factors]
-        smoothed = ndimage.gaussian_filter(current, sigma, mode="reflect", truncate=4.0)
+        smoothed = smooth_array(current, sigma[lead:])
         shape = current.shape[:lead] + tuple(
             int(np.ceil(size / f)) for size, f in zip(current.shape[lead:], factors)
         )
-        coarse = resize(smoothed, shape, order=1, mode="reflect", anti_aliasing=False)
+        coarse = resize(smoothed, shape, order=1, mode="edge", anti_aliasing=False)
         pyramid.insert(0, coarse.astype(np.float32))
     return pyramid
 
 
-# ------------------------------------------------------- end of SMOOTHING copies
 
 
 def upsample_field(field, size: Sequence[int]) -> "np.ndarray":
