@@ -73,6 +73,7 @@ def test_geometry_from_images_and_dicts_is_the_same_value():
     np.eye(3), np.diag([-1.0, -1.0, 1.0]), np.eye(3)[[2, 0, 1]], np.diag([1.0, -1.0, -1.0])[[1, 2, 0]],
     rotation_about((1, 2, 3), 25), rotation_about((0, 0, 1), 40) @ np.diag([-1.0, 1.0, 1.0]),
     rotation_about((3, -1, 2), 70),
+    np.array([[0.3, -0.5, -0.9], [-1.0, 0.6, 0.8], [0.2, 0.5, 0.1]]),  # sheared: read on the closest rotation
 ])
 def test_orientation_code_agrees_with_nibabel(direction):
     """nibabel's code is for ITK's (x, y, z) axes (its array order); the course's is reversed."""
