@@ -269,3 +269,33 @@ def test_existing_files_are_kept_unless_overwrite(tmp_path):
         images.write_image(tmp_path / "no-such-folder" / "x.nii.gz", np.zeros((3, 4, 5)), None)
     with pytest.raises(OSError, match="SimpleITK could not write .*x.unknownformat"):
         images.write_image(tmp_path / "x.unknownformat", np.zeros((3, 4, 5)), None)
+
+
+def write_dicom_series(folder, array, geometry):
+    """One DICOM file per slice along ITK's z, tags set as SimpleITK's DICOM series example does."""
+    image = sitk.Cast(sitk_image(array, geometry), sitk.sitkInt16)
+    direction = np.ravel(geometry.direction)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(image.GetDepth()):
+        slice_ = image[:, :, k]
+        position = image.TransformIndexToPhysicalPoint((0, 0, k))
+        for tag, value in [("0008|0060", "CT"), ("0020|000e", "1.2.826.0.1.3680043.2.1125.1.42"),
+                           ("0020|0037", "\\".join(f"{v:.10f}" for v in direction[[0, 3, 6, 1, 4, 7]])),
+                           ("0020|0032", "\\".join(f"{v:.10f}" for v in position)),
+                           ("0020|0013", str(k)), ("0018|0050", str(geometry.spacing[2]))]:
+            slice_.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
+        writer.Execute(slice_)
+
+
+def test_dicom_series_folder_reads_with_its_geometry(tmp_path):
+    array = (smooth((6, 10, 12)) * 1000).round().astype(np.int16)
+    write_dicom_series(tmp_path, array, FIXED)
+    read = images.read_image(tmp_path)
+    np.testing.assert_array_equal(read.array, array)
+    np.testing.assert_allclose(read.geometry.spacing, FIXED.spacing, atol=1e-6)
+    np.testing.assert_allclose(read.geometry.origin, FIXED.origin, atol=1e-6)
+    np.testing.assert_allclose(read.geometry.direction, FIXED.direction, atol=1e-6)
+    with pytest.raises(ValueError, match="`series_id` is 'nope'"):
+        images.read_image(tmp_path, series_id="nope")
