@@ -1,6 +1,7 @@
 """images.py: files written by the package, applied by SimpleITK's OWN resampling, give the course's
 warps (scipy.ndimage.map_coordinates, order 1, constant 0 outside = tutorial_utils.warp.warp); files
 read back give what was written; NIfTI headers written by nibabel read with nibabel's geometry."""
+import locale
 import subprocess
 import sys
 
@@ -61,7 +62,8 @@ def grid(shape):
 
 
 def test_module_does_not_import_tensorflow():
-    code = "import tutorial_utils.images, sys; assert 'tensorflow' not in sys.modules and 'SimpleITK' not in sys.modules"
+    code = ("import tutorial_utils.images, sys; "
+            "assert 'tensorflow' not in sys.modules and 'SimpleITK' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -148,7 +150,8 @@ def test_image_label_and_geometry_round_trip(tmp_path, suffix, atol):
         np.testing.assert_allclose(got, want, atol=atol, rtol=0)  # NIfTI stores float32 (quaternion) headers
     assert read.orientation == FIXED.orientation
     labels = images.read_label(tmp_path / f"label{suffix}")
-    assert labels.array.dtype == np.uint8 and sitk.ReadImage(str(tmp_path / f"label{suffix}")).GetPixelID() == sitk.sitkUInt8
+    assert labels.array.dtype == np.uint8
+    assert sitk.ReadImage(str(tmp_path / f"label{suffix}")).GetPixelID() == sitk.sitkUInt8
     np.testing.assert_array_equal(labels.array, label)
 
 
@@ -272,7 +275,17 @@ def test_existing_files_are_kept_unless_overwrite(tmp_path):
 
 
 def write_dicom_series(folder, array, geometry):
-    """One DICOM file per slice along ITK's z, tags set as SimpleITK's DICOM series example does."""
+    """One DICOM file per slice along ITK's z, tags set as SimpleITK's DICOM series example does
+    (GDCM sets the C locale to "C" when a slice carries ImagePositionPatient: restored here, or
+    later tests in the session read text files as ASCII)."""
+    saved = locale.setlocale(locale.LC_ALL, None)
+    try:
+        _write_dicom_slices(folder, array, geometry)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_dicom_slices(folder, array, geometry):
     image = sitk.Cast(sitk_image(array, geometry), sitk.sitkInt16)
     direction = np.ravel(geometry.direction)
     writer = sitk.ImageFileWriter()
@@ -292,10 +305,13 @@ def write_dicom_series(folder, array, geometry):
 def test_dicom_series_folder_reads_with_its_geometry(tmp_path):
     array = (smooth((6, 10, 12)) * 1000).round().astype(np.int16)
     write_dicom_series(tmp_path, array, FIXED)
+    saved = locale.setlocale(locale.LC_ALL, None)
     read = images.read_image(tmp_path)
+    assert locale.setlocale(locale.LC_ALL, None) == saved  # reading leaves the process's locale alone
     np.testing.assert_array_equal(read.array, array)
     np.testing.assert_allclose(read.geometry.spacing, FIXED.spacing, atol=1e-6)
     np.testing.assert_allclose(read.geometry.origin, FIXED.origin, atol=1e-6)
     np.testing.assert_allclose(read.geometry.direction, FIXED.direction, atol=1e-6)
     with pytest.raises(ValueError, match="`series_id` is 'nope'"):
         images.read_image(tmp_path, series_id="nope")
+
