@@ -10,42 +10,32 @@ functions, and TensorFlow is never imported.
 
 From elastix's transform to the course's ``theta``
 --------------------------------------------------
-The course works in voxel indices in array order ``(d1, d2, d3)``: an affine
-``theta`` (4, 3) maps a fixed voxel ``i`` (row vector) to the moving position
-``[i, 1] @ theta``, and the warped image is the moving one sampled there.
+The course works in voxel indices in array order ``(d1, d2, d3)``; elastix in
+ITK's physical points. The conversion between the two (axis order reversed,
+``p = origin + D S R i``, transforms map fixed points to moving points) has one
+home, :mod:`tutorial_utils.geometry`, whose docstring derives it; this module
+adds what is particular to elastix:
 
-ITK differs in three ways.
-
-1. Axis order. ``itk.image_view_from_array`` of an array ``(d1, d2, d3)`` gives
-   an ITK image of size ``(d3, d2, d1)``: ITK's ``(x, y, z)`` index is the
-   numpy index reversed, ``i_itk = R i`` with ``R`` the 3x3 reversal matrix.
-2. Physical space. A voxel index ``i_itk`` lies at the physical point
-   ``p = origin + direction @ diag(spacing) @ i_itk`` (column vectors). elastix
-   writes the ``Direction`` matrix into its parameter maps COLUMN by column
-   (``d11 d21 d31 d12 ...``; elastix pull request #1208), whereas ITK's
-   ``image.GetDirection()`` is the matrix itself (rows are physical axes).
-3. The transform acts on physical points. elastix's ``AffineTransform``
-   stores ``TransformParameters = [a11 a12 a13 a21 ... a33 t1 t2 t3]`` (matrix
-   row by row, then translation) and ``CenterOfRotationPoint = c``, and maps a
-   point of the FIXED image to the MOVING image (as the course's theta does):
-   ``T(p) = A (p - c) + c + t``.
-
-So, for a fixed voxel ``i``: ``p = o_f + D_f S_f R i``, ``q = T(p)``, and the
-moving voxel is ``j = R S_m^-1 D_m^-1 (q - o_m)``. Collecting terms,
-``j = M i + b`` with ``M = R S_m^-1 D_m^-1 A D_f S_f R`` and
-``b = R S_m^-1 D_m^-1 (A (o_f - c) + c + t - o_m)``; in the course's row-vector
-form ``theta = [M^T; b]``. With unit spacing, zero origin and identity
-direction (the default) ``M = R A R`` and ``b = R (c + t - A c)``.
-
-Dense fields follow the same rule: ``itk.transformix_deformation_field`` gives,
-on the fixed grid, the physical displacement ``q - p`` in ITK's ``(x, y, z)``
-order; the moving voxel is ``j = R S_m^-1 D_m^-1 (p + (q - p) - o_m)`` and the
-course's DDF is ``j - i``, in voxels (fixed voxels -> moving voxels).
+- elastix writes the ``Direction`` matrix into its parameter maps COLUMN by
+  column (``d11 d21 d31 d12 ...``; elastix pull request #1208), whereas ITK's
+  ``image.GetDirection()`` is the matrix itself (rows are physical axes);
+- elastix's ``AffineTransform`` stores ``TransformParameters = [a11 a12 a13 a21
+  ... a33 t1 t2 t3]`` (matrix row by row, then translation) and
+  ``CenterOfRotationPoint = c``, and maps a point of the FIXED image to the
+  MOVING image (as the course's theta does): ``T(p) = A (p - c) + c + t``, i.e.
+  the physical affine ``A p + (c + t - A c)`` that
+  :func:`~tutorial_utils.geometry.theta_from_physical_affine` converts;
+- ``itk.transformix_deformation_field`` gives, on the fixed grid, the physical
+  displacement ``q - p`` in ITK's ``(x, y, z)`` order, which
+  :func:`~tutorial_utils.geometry.ddf_from_physical_field` converts to the
+  course's DDF (fixed voxels -> moving voxels).
 
 Geometry. The elastix adapters take the fixed and moving images' geometry
-(``fixed_geometry=``, ``moving_geometry=``): a dict with ``spacing`` (3),
+(``fixed_geometry=``, ``moving_geometry=``): a
+:class:`~tutorial_utils.geometry.Geometry` (e.g. from
+:func:`tutorial_utils.images.read_image`), a dict with ``spacing`` (3),
 ``origin`` (3) and ``direction`` (3x3, ITK's matrix, rows = physical axes), all in
-ITK's ``(x, y, z)`` order, or an ITK image to copy them from (e.g. one read from
+ITK's ``(x, y, z)`` order, or an ITK or SimpleITK image to copy them from (e.g. one read from
 a NIfTI file). The two volumes may then lie on different grids. Every
 conversion is tested in ``tests/test_classical.py`` against ITK's own mapping
 (``itk.AffineTransform``, transformix's resampling and deformation field, the
@@ -64,6 +54,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from .geometry import Geometry, as_geometry, ddf_from_physical_field, theta_from_physical_affine
 from .results import RegistrationResult
 
 __all__ = [
@@ -74,9 +65,6 @@ __all__ = [
     "phase_correlation_shift",
     "optical_flow_tvl1",
 ]
-
-_REVERSE = np.eye(3)[::-1]
-
 
 def _volume(array, name: str) -> np.ndarray:
     volume = np.asarray(array, dtype=np.float32)
@@ -112,35 +100,9 @@ def _values(parameter_map, key: str, count: int, default=None) -> np.ndarray:
     return values
 
 
-def _geometry(spec, name: str) -> Dict[str, np.ndarray]:
-    """``spacing`` (3,), ``origin`` (3,), ``direction`` (3, 3) float64 from a dict, an ITK image or None."""
-    if spec is None:
-        return {"spacing": np.ones(3), "origin": np.zeros(3), "direction": np.eye(3)}
-    if hasattr(spec, "GetSpacing") and hasattr(spec, "GetDirection"):
-        import itk
-
-        spec = {"spacing": tuple(spec.GetSpacing()), "origin": tuple(spec.GetOrigin()),
-                "direction": itk.array_from_matrix(spec.GetDirection())}
-    if not isinstance(spec, dict) or not set(spec) <= {"spacing", "origin", "direction"}:
-        raise ValueError(f"`{name}` is {spec!r}; it needs an ITK image or a dict with 'spacing', 'origin' "
-                         "and 'direction' (ITK's (x, y, z) order).")
-    geometry = _geometry(None, name)
-    for key, value in spec.items():
-        value = np.asarray(value, np.float64)
-        shape = (3, 3) if key == "direction" else (3,)
-        if value.size != int(np.prod(shape)) or not np.all(np.isfinite(value)):
-            raise ValueError(f"`{name}[{key!r}]` is {value.tolist()}; it needs {int(np.prod(shape))} finite numbers.")
-        geometry[key] = value.reshape(shape)
-    if not np.all(geometry["spacing"] > 0) or abs(np.linalg.det(geometry["direction"])) < 1e-6:
-        raise ValueError(f"`{name}` has spacing {geometry['spacing'].tolist()} and direction "
-                         f"{geometry['direction'].tolist()}; the spacing must be positive and the "
-                         "direction invertible.")
-    return geometry
-
-
-def _point_to_index(geometry) -> np.ndarray:
-    """The 3x3 matrix ``R S^-1 D^-1``: physical offset (ITK x, y, z) -> numpy voxel offset."""
-    return _REVERSE @ np.diag(1.0 / geometry["spacing"]) @ np.linalg.inv(geometry["direction"])
+def _geometry(spec, name: str) -> Geometry:
+    """The checked :class:`~tutorial_utils.geometry.Geometry` of a dict, an ITK image or None."""
+    return as_geometry(spec, name)
 
 
 def theta_from_itk_affine(parameter_map, moving_geometry=None) -> np.ndarray:
@@ -156,7 +118,7 @@ def theta_from_itk_affine(parameter_map, moving_geometry=None) -> np.ndarray:
         ``CenterOfRotationPoint`` (3) and the fixed image's ``Spacing``, ``Origin``,
         ``Direction`` (defaults: 1, 0, identity; ``Direction`` column by column, as
         elastix writes it).
-    moving_geometry : dict or ITK image, optional
+    moving_geometry : Geometry, dict or ITK image, optional
         The moving image's ``"spacing"``, ``"origin"``, ``"direction"`` (ITK's
         (x, y, z) order, ``direction`` the 3x3 matrix, rows = physical axes);
         default: the same as the fixed image's.
@@ -193,20 +155,18 @@ def theta_from_itk_affine(parameter_map, moving_geometry=None) -> np.ndarray:
         "direction": _values(parameter_map, "Direction", 9, np.eye(3).ravel()).reshape(3, 3).T,
     }, "the parameter map's fixed geometry")
     moving = fixed if moving_geometry is None else _geometry(moving_geometry, "moving_geometry")
-    index_to_point = fixed["direction"] @ np.diag(fixed["spacing"]) @ _REVERSE
-    point_to_index = _point_to_index(moving)
-    linear = point_to_index @ matrix @ index_to_point
-    offset = point_to_index @ (matrix @ (fixed["origin"] - centre) + centre + translation - moving["origin"])
-    return np.concatenate([linear.T, offset[None]], axis=0)[None]
+    # T(p) = A (p - c) + c + t = A p + (c + t - A c)
+    return theta_from_physical_affine(matrix, centre + translation - matrix @ centre,
+                                      fixed_geometry=fixed, moving_geometry=moving)
 
 
 def _itk_image(volume, geometry):
     import itk
 
     image = itk.image_view_from_array(volume)  # ITK size (d3, d2, d1): index order reversed
-    image.SetSpacing([float(v) for v in geometry["spacing"]])
-    image.SetOrigin([float(v) for v in geometry["origin"]])
-    image.SetDirection(itk.matrix_from_array(np.ascontiguousarray(geometry["direction"])))
+    image.SetSpacing(list(geometry.spacing))
+    image.SetOrigin(list(geometry.origin))
+    image.SetDirection(itk.matrix_from_array(np.ascontiguousarray(geometry.direction, np.float64)))
     return image
 
 
@@ -261,7 +221,7 @@ def elastix_affine(*, fixed, moving, threads: Optional[int] = None, fixed_geomet
         itk-elastix 0.25.4 an explicit count above 1 crashed the B-spline
         registration (segmentation fault) on the course's machine, so the
         default leaves it alone.
-    fixed_geometry, moving_geometry : dict or ITK image, optional
+    fixed_geometry, moving_geometry : Geometry, dict or ITK image, optional
         Where each volume lies: ``spacing``, ``origin``, ``direction`` in ITK's
         ``(x, y, z)`` order (see the module docstring); default: unit spacing,
         zero origin, identity direction.
@@ -300,7 +260,7 @@ def ddf_from_itk_field(field, *, fixed_geometry=None, moving_geometry=None) -> n
     field : array ``(d1, d2, d3, 3)``
         ``q - p`` at each fixed voxel (numpy order), components in ITK's ``(x, y, z)``
         order and physical units (e.g. ``itk.transformix_deformation_field``).
-    fixed_geometry, moving_geometry : dict or ITK image, optional
+    fixed_geometry, moving_geometry : Geometry, dict or ITK image, optional
         As for :func:`elastix_affine`.
 
     Returns
@@ -316,14 +276,8 @@ def ddf_from_itk_field(field, *, fixed_geometry=None, moving_geometry=None) -> n
     >>> ddf_from_itk_field(field, fixed_geometry=grid, moving_geometry=grid)[0, 0, 0, 0].tolist()
     [0.0, 0.0, 1.0]
     """
-    fixed, moving = _geometry(fixed_geometry, "fixed_geometry"), _geometry(moving_geometry, "moving_geometry")
-    field = np.asarray(field, np.float64)
-    if field.ndim != 4 or field.shape[-1] != 3:
-        raise ValueError(f"`field` has shape {field.shape}; it needs (d1, d2, d3, 3).")
-    index = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in field.shape[:3]], indexing="ij"), -1)
-    points = index @ (fixed["direction"] @ np.diag(fixed["spacing"]) @ _REVERSE).T + fixed["origin"]
-    moved = (points + field - moving["origin"]) @ _point_to_index(moving).T
-    return (moved - index).astype(np.float32)[None]
+    return ddf_from_physical_field(field, fixed_geometry=_geometry(fixed_geometry, "fixed_geometry"),
+                                   moving_geometry=_geometry(moving_geometry, "moving_geometry"))
 
 
 def elastix_bspline(*, fixed, moving, affine_first: bool = True, threads: Optional[int] = None,
@@ -339,7 +293,7 @@ def elastix_bspline(*, fixed, moving, affine_first: bool = True, threads: Option
         usual chain); False runs the B-spline map alone.
     threads : int, optional
         See :func:`elastix_affine` (an explicit count above 1 crashed here).
-    fixed_geometry, moving_geometry : dict or ITK image, optional
+    fixed_geometry, moving_geometry : Geometry, dict or ITK image, optional
         See :func:`elastix_affine`.
 
     Returns
