@@ -30,7 +30,18 @@ warnings=1
 [AnchorCheck]
 EOF
 
+site=$(cd "$SITE" && pwd)
+if [ "$(id -u)" -eq 0 ]; then
+  # linkchecker run by root switches to the user nobody, who may not be allowed into
+  # the checkout (CI runs as root): it checks a world-readable copy instead.
+  chmod 755 "$work"
+  cp -R "$site" "$work/site"
+  chmod -R a+rX "$work"
+  echo "check_site: checking a copy of $site in $work/site (linkchecker runs as nobody under root)"
+  site=$work/site
+fi
+
 # --no-robots: file URLs have no robots.txt; the start page is the absolute file URL,
 # and links leaving the site folder count as external (syntax only).
 "$LINKCHECKER" --config "$work/linkcheckerrc" --no-status --no-robots \
-  --output=text "file://$(cd "$SITE" && pwd)/index.html"
+  --output=text "file://$site/index.html"
