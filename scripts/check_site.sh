@@ -6,12 +6,36 @@
 # linkchecker only checks their syntax.
 #
 # Usage: bash scripts/check_site.sh [HTML folder, default book/_build/html]
+# linkchecker does not check links within a page (href="#x"); a few lines of Python
+# below do, first.
 # Exit status: 0 when every internal link and anchor resolves, non-zero otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SITE=${1:-book/_build/html}
 [ -f "$SITE/index.html" ] || { echo "check_site: no $SITE/index.html (build the book first)" >&2; exit 2; }
 LINKCHECKER=${LINKCHECKER:-.venv/bin/linkchecker}
+
+echo "check_site: anchors within each page (href=\"#...\")"
+in_page=0
+"${PYTHON:-.venv/bin/python}" - "$SITE" <<'PYEOF' || in_page=$?
+import html.parser, pathlib, sys
+class Page(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__(); self.ids, self.links = set(), []
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.ids.update(attrs[k] for k in ("id", "name") if attrs.get(k))
+        href = attrs.get("href") or ""
+        if tag == "a" and href.startswith("#") and len(href) > 1:
+            self.links.append((self.getpos()[0], href[1:]))
+missing = 0
+for path in sorted(pathlib.Path(sys.argv[1]).rglob("*.html")):
+    page = Page(); page.feed(path.read_text(encoding="utf-8"))
+    for line, anchor in page.links:
+        if anchor not in page.ids:
+            missing += 1; print(f"{path}:{line}: anchor #{anchor} not found in its page")
+sys.exit(1 if missing else 0)
+PYEOF
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -43,5 +67,11 @@ fi
 
 # --no-robots: file URLs have no robots.txt; the start page is the absolute file URL,
 # and links leaving the site folder count as external (syntax only).
+links=0
 "$LINKCHECKER" --config "$work/linkcheckerrc" --no-status --no-robots \
-  --output=text "file://$site/index.html"
+  --output=text "file://$site/index.html" || links=$?
+if [ "$in_page" -ne 0 ] || [ "$links" -ne 0 ]; then
+  echo "check_site: FAILED (anchors within pages: exit $in_page, linkchecker: exit $links)" >&2
+  exit 1
+fi
+echo "check_site: every internal link and anchor resolves"
