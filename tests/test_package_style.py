@@ -20,6 +20,13 @@ TENSORFLOW_FREE = [
     "tutorial_utils.config",
     "tutorial_utils.progress",
     "tutorial_utils.classical",
+    "tutorial_utils.metrics",
+    "tutorial_utils.fields",
+    "tutorial_utils.affine",
+    "tutorial_utils.results",
+    "tutorial_utils.points",
+    "tutorial_utils.geometry",
+    "tutorial_utils.images",
 ]
 #: The most lines a function or method body may have (its docstring left out).
 MAX_BODY_LINES = 80
