@@ -45,6 +45,8 @@ from typing import Tuple
 
 import numpy as np
 
+from .affine import reference_grid
+
 __all__ = [
     "Geometry",
     "as_geometry",
@@ -355,10 +357,6 @@ def physical_affine_from_theta(theta, *, fixed_geometry, moving_geometry) -> Tup
     return matrix, translation
 
 
-def _grid(shape) -> np.ndarray:
-    return np.stack(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in shape], indexing="ij"), -1)
-
-
 def ddf_from_physical_field(field, *, fixed_geometry, moving_geometry) -> np.ndarray:
     """The course's DDF (voxels) of a physical displacement field on the fixed grid.
 
@@ -387,7 +385,7 @@ def ddf_from_physical_field(field, *, fixed_geometry, moving_geometry) -> np.nda
     field = np.asarray(field, np.float64)
     if field.ndim != 4 or field.shape[-1] != 3:
         raise ValueError(f"`field` has shape {field.shape}; it needs (d1, d2, d3, 3).")
-    index = _grid(field.shape[:3])
+    index = reference_grid(field.shape[:3])
     moved = physical_to_index(index_to_physical(index, fixed) + field, moving)
     return (moved - index).astype(np.float32)[None]
 
@@ -422,5 +420,5 @@ def physical_field_from_ddf(ddf, *, fixed_geometry, moving_geometry) -> np.ndarr
     if ddf.ndim != 4 or ddf.shape[-1] != 3 or not np.all(np.isfinite(ddf)):
         raise ValueError(f"`ddf` has shape {np.shape(ddf)}; it needs (1, d1, d2, d3, 3) or (d1, d2, d3, 3) "
                          "finite numbers (voxels).")
-    index = _grid(ddf.shape[:3])
+    index = reference_grid(ddf.shape[:3])
     return index_to_physical(index + ddf, moving) - index_to_physical(index, fixed)

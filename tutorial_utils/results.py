@@ -78,7 +78,7 @@ class RegistrationResult:
     def displacement(self, grid_size: Sequence[int]) -> np.ndarray:
         """The transform as a DDF ``(1, d1, d2, d3, 3)`` in voxels on a grid of ``grid_size``.
 
-        For an affine result, ``ddf(x) = [x, 1] theta - x`` (float64, then float32).
+        For an affine result, :func:`tutorial_utils.affine.ddf_from_affine` (float64, then float32).
 
         Raises
         ------
@@ -92,9 +92,9 @@ class RegistrationResult:
                     f"{self.method}: the DDF is on a grid of {self.ddf.shape[1:4]}, not {size}."
                 )
             return self.ddf
-        theta = self.theta.astype(np.float64).reshape(4, 3)
-        grid = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float64) for s in size], indexing="ij"), -1)
-        return (grid @ theta[:3] + theta[3] - grid)[None].astype(np.float32)
+        from .affine import ddf_from_affine
+
+        return ddf_from_affine(self.theta.astype(np.float64), size).astype(np.float32)
 
 
 def _format(value) -> str:
