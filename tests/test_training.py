@@ -268,7 +268,7 @@ def _pairs_of_size(count, shape=SIZE):
         volume = np.zeros((count,) + shape, np.float32)
         return data.LungPairs(fixed_images=volume, moving_images=volume, fixed_labels=volume,
                               moving_labels=volume, cases=a.cases, spacing=(1.0, 1.0, 1.0),
-                              orientation="LPS", is_standin=True, name="synthetic")
+                              orientation="LPS", is_standin=True)
     return a
 
 
@@ -323,3 +323,47 @@ def test_a_checkpoint_without_a_record_is_refused(finished_combined_run, tmp_pat
     # the advice works: a fresh folder trains
     history = training.fit(small_model(), checkpoint_dir=tmp_path / "new", progress=False, **options)
     assert len(history["train_total"]) == 1
+
+
+def test_the_train_step_is_traced_once_per_fit(monkeypatch):
+    """Issue #21: the first step created the optimiser's variables, so it was traced twice (about
+    10 s each at chapter 5's cpu setting); a retrace per epoch or per batch would cost as much."""
+    traced = []
+    original = training.LossConfig.loss_functions
+
+    def counting(self):
+        functions = original(self)
+        label = functions["label"]
+
+        def counted_label(*volumes):
+            if not tf.executing_eagerly():  # a Python call inside a graph: a trace
+                traced.append(1)
+            return label(*volumes)
+
+        return {**functions, "label": counted_label}
+
+    monkeypatch.setattr(training.LossConfig, "loss_functions", counting)
+    training.fit(small_model(), train=pairs(4), valid=pairs(1), config=training.LossConfig(label_scales=(0, 1)),
+                 epochs=3, batch_size=2, progress=False)
+    assert len(traced) == 1, f"the train step was traced {len(traced)} times in 3 epochs of 2 steps"
+
+
+def test_the_train_step_computes_the_combined_loss_of_warped_image_and_label():
+    """The step's terms (XLA-compiled warping, image and deformation terms) against the
+    single-purpose losses on warp's eager output, for the network's DDF before the step."""
+    a = arrays(2)
+    model = small_model()
+    model.get_layer("ddf_head").bias.assign([0.7, -0.4, 0.3])  # a non-zero DDF, interpolating
+    ddf = model([a["moving"][..., None], a["fixed"][..., None]], training=True).numpy()
+    config = training.LossConfig(deform_weight=0.5, label_scales=(0, 1, 4))
+    optimiser = tf.keras.optimizers.SGD(0.0)
+    optimiser.build(model.trainable_variables)
+    step = training._make_train_step(model, optimiser, config, tf.distribute.get_strategy(), 2)
+    terms = step(tuple(tf.constant(a[name]) for name in ("fixed", "moving", "fixed_label", "moving_label")))
+    warped, warped_label = warp.warp(a["moving"], ddf).numpy(), warp.warp(a["moving_label"], ddf).numpy()
+    expected = {"image": losses.ssd(a["fixed"], warped).numpy().mean(),
+                "label": losses.multi_scale_loss(a["fixed_label"], warped_label, "dice", (0, 1, 4)).numpy().mean(),
+                "deform": losses.bending_energy(ddf).numpy().mean()}
+    expected["total"] = expected["image"] + expected["label"] + 0.5 * expected["deform"]
+    for name, value in expected.items():
+        np.testing.assert_allclose(float(terms[name]), value, rtol=1e-4, atol=1e-6, err_msg=name)
