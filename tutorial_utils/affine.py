@@ -258,24 +258,35 @@ def affine_parameterisation(grid_size: Sequence[int]) -> Tuple[Callable, Callabl
     >>> np.allclose(to_theta(from_theta(theta))[0], theta)
     True
     """
-    matrix, offset, inverse = parameterisation_matrices(grid_size)
-
-    def constants(like, *arrays):
-        tf = _tf_or_none(like)
-        if tf is None:
-            dtype = np.result_type(np.asarray(like), np.float32)
-            return [a.astype(dtype) for a in arrays]
-        return [tf.constant(a, like.dtype) for a in arrays]
+    middle = grid_centre(grid_size)
+    scale = float(max(np.sqrt(np.mean(middle ** 2)), 1.0))
+    # Written out as x -> c + (x - c) L + s t (not as the matrix product of
+    # parameterisation_matrices, which is the same map): this order of float32
+    # operations is the one chapter 3's printed numbers were recorded with.
 
     def to_theta(parameters):
-        parameters = parameters if _tf_or_none(parameters) else np.asarray(parameters)
-        m, e = constants(parameters, matrix, offset)
-        return (m @ parameters + e)[None]
+        tf = _tf_or_none(parameters)
+        if tf is None:
+            parameters = np.asarray(parameters)
+            centre_ = middle.astype(np.result_type(parameters, np.float32))
+            shift = centre_ - centre_ @ parameters[:3] + parameters[3] * scale
+            return np.concatenate([parameters[:3], shift[None]], axis=0)[None]
+        centre_ = tf.constant(middle, parameters.dtype)
+        linear = parameters[:3]
+        shift = centre_ - tf.linalg.matvec(linear, centre_, transpose_a=True) + parameters[3] * scale
+        return tf.concat([linear, shift[None]], axis=0)[None]
 
     def from_theta(theta):
         tf = _tf_or_none(theta)
-        theta = tf.reshape(theta, (4, 3)) if tf is not None else np.reshape(theta, (4, 3))
-        m_inv, e = constants(theta, inverse, offset)
-        return m_inv @ (theta - e)
+        if tf is None:
+            theta = np.reshape(np.asarray(theta), (4, 3))
+            centre_ = middle.astype(np.result_type(theta, np.float32))
+            translation = (theta[3] - centre_ + centre_ @ theta[:3]) / scale
+            return np.concatenate([theta[:3], translation[None]], axis=0)
+        theta = tf.reshape(theta, (4, 3))
+        centre_ = tf.constant(middle, theta.dtype)
+        linear = theta[:3]
+        translation = (theta[3] - centre_ + tf.linalg.matvec(linear, centre_, transpose_a=True)) / scale
+        return tf.concat([linear, translation[None]], axis=0)
 
     return to_theta, from_theta
