@@ -242,10 +242,14 @@ def test_payoff_reported_case_and_its_slips_are_named():
 def test_landmark_check_names_the_classic_mistake_and_the_transpose():
     """Exercise 3.4: the mistake of voxelmorph issues #84/#86 (moving landmarks through the forward
     transform) and a transposed matrix are each explained, on hidden cases the check makes itself."""
-    mistake = lambda f, m, t: np.linalg.norm(np.c_[m, np.ones(len(m))] @ t - f, axis=1)  # noqa: E731
+    def mistake(f, m, t):
+        return np.linalg.norm(np.c_[m, np.ones(len(m))] @ t - f, axis=1)
+
+    def transposed(f, m, t):
+        return np.linalg.norm(f @ t[:3].T + t[3] - m, axis=1)
+
     with pytest.raises(exercises.ExerciseFailed, match="MOVING landmarks with theta"):
         exercises.check("3.4", mistake)
-    transposed = lambda f, m, t: np.linalg.norm(f @ t[:3].T + t[3] - m, axis=1)  # noqa: E731
     with pytest.raises(exercises.ExerciseFailed, match="transposed"):
         exercises.check("3.4", transposed)
 

@@ -290,7 +290,10 @@ def _landmark_slips(theta, fixed, moving):
     """What the right answers and the common slips give on one case: name -> (n,) distances."""
     inverse = np.linalg.inv(np.concatenate([theta, [[0.0], [0.0], [0.0], [1.0]]], axis=1))[:, :3]
     transposed = np.vstack([theta[:3].T, theta[3]])
-    distance = lambda a, b: np.linalg.norm(a - b, axis=1)  # noqa: E731
+
+    def distance(a, b):
+        return np.linalg.norm(a - b, axis=1)
+
     return {
         "right, forward": distance(_apply(theta, fixed), moving),
         "right, inverse": distance(_apply(inverse, moving), fixed),
