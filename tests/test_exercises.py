@@ -9,7 +9,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from tutorial_utils import exercises
+from tutorial_utils import affine, exercises, points
 
 REPO = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((REPO / "book" / "chapters").glob("*.ipynb"))
@@ -39,7 +39,8 @@ NOTEBOOK_NAMES = {"5.2": {"training_seconds": 300.0, "classical_seconds": 3001 *
 def namespace(ex_id):
     from tutorial_utils import training
 
-    names = {"np": np, "training": training, "check": exercises.check, "hint": exercises.hint}
+    names = {"np": np, "training": training, "affine": affine, "points": points, "check": exercises.check,
+             "hint": exercises.hint}
     names.update(CONTEXT.get(ex_id, {}))
     names.update(NOTEBOOK_NAMES.get(ex_id, {}))
     return names
@@ -162,6 +163,19 @@ ANSWERS = {
              lambda t: np.vstack([np.linalg.inv(t[:3]).T, -t[3] @ np.linalg.inv(t[:3])]),  # transposed
              lambda t: t]),
     "3.3": (["c"], ["a", "b"]),
+    "3.4": ([lambda f, m, t: np.linalg.norm(np.c_[f, np.ones(len(f))] @ t - m, axis=1),  # fixed, forward
+             lambda f, m, t: np.linalg.norm(np.c_[m, np.ones(len(m))] @ np.linalg.inv(_square(t))[:, :3] - f,
+                                            axis=1),  # moving, inverse
+             lambda f, m, t: points.target_registration_error(f, m, t)["per_point"],
+             lambda f, m, t: list(np.linalg.norm(points.map_points(m, t, direction="moving_to_fixed") - f,
+                                                 axis=1))],
+            [lambda f, m, t: np.linalg.norm(np.c_[m, np.ones(len(m))] @ t - f, axis=1),  # the classic mistake
+             lambda f, m, t: np.linalg.norm(f @ t[:3].T + t[3] - m, axis=1),  # transposed linear part
+             lambda f, m, t: np.linalg.norm(np.c_[f, np.ones(len(f))] @ np.linalg.inv(_square(t))[:, :3] - m,
+                                            axis=1),  # inverse applied to the fixed landmarks
+             lambda f, m, t: np.linalg.norm(f - m, axis=1),  # no transform
+             lambda f, m, t: np.linalg.norm(np.c_[f, np.ones(len(f))] @ t - m, axis=1).mean(),  # a mean
+             lambda f, m, t: np.linalg.norm(np.c_[f, np.ones(len(f))] @ t - m, axis=1) ** 2]),  # squared
     "4.1": ([lambda g: np.linalg.det(np.eye(3) + g), lambda g: np.linalg.det(np.eye(3) + np.asarray(g).T)],
             [lambda g: np.linalg.det(g),  # forgets the identity
              lambda g: np.linalg.det(np.eye(3) - g),  # sign
@@ -223,3 +237,33 @@ def test_payoff_reported_case_and_its_slips_are_named():
         exercises.check("5.2", context["training_seconds"] / context["optimisation_seconds"], **context)
     with pytest.raises(exercises.ExerciseFailed, match="never saves time"):
         exercises.check("5.2", 1.0, training_seconds=10.0, optimisation_seconds=0.01, forward_seconds=0.05)
+
+
+def test_landmark_check_names_the_classic_mistake_and_the_transpose():
+    """Exercise 3.4: the mistake of voxelmorph issues #84/#86 (moving landmarks through the forward
+    transform) and a transposed matrix are each explained, on hidden cases the check makes itself."""
+    def mistake(f, m, t):
+        return np.linalg.norm(np.c_[m, np.ones(len(m))] @ t - f, axis=1)
+
+    def transposed(f, m, t):
+        return np.linalg.norm(f @ t[:3].T + t[3] - m, axis=1)
+
+    with pytest.raises(exercises.ExerciseFailed, match="MOVING landmarks with theta"):
+        exercises.check("3.4", mistake)
+    with pytest.raises(exercises.ExerciseFailed, match="transposed"):
+        exercises.check("3.4", transposed)
+
+
+def test_landmark_check_cases_separate_the_right_answers_from_the_slips():
+    """On every hidden case of 3.4, each slip is far from both right answers (so no slip can pass by
+    accident), and the first case is a perfect registration (TRE 0); distances in float64 NumPy."""
+    cases = exercises._landmark_cases()
+    theta, fixed, moving = cases[0]
+    assert np.allclose(np.c_[fixed, np.ones(len(fixed))] @ theta, moving)
+    for theta, fixed, moving in cases:
+        forward = np.linalg.norm(np.c_[fixed, np.ones(len(fixed))] @ theta - moving, axis=1)
+        backward = np.linalg.norm(np.c_[moving, np.ones(len(moving))] @ np.linalg.inv(_square(theta))[:, :3]
+                                  - fixed, axis=1)
+        mistake = np.linalg.norm(np.c_[moving, np.ones(len(moving))] @ theta - fixed, axis=1)
+        for right in (forward, backward):
+            assert np.abs(mistake - right).max() > 0.5

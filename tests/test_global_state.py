@@ -212,6 +212,19 @@ def test_register_steps_leave_global_state():
     assert_leaves_global_state(recipe)
 
 
+def test_points_affine_geometry_leave_global_state():
+    """The landmark, affine and geometry functions chapter 3 calls."""
+    from tutorial_utils import affine, geometry, points
+
+    theta = affine.identity()
+    theta[3] = [0.5, -1.0, 2.0]
+    assert_leaves_global_state(lambda: points.landmarks_from_label(LABEL, orientation="LPS", slices=[3, 5]))
+    assert_leaves_global_state(lambda: points.map_points(DDF[0, 0, :2], theta, direction="moving_to_fixed"))
+    assert_leaves_global_state(lambda: points.target_registration_error(DDF[0, 0, :2], DDF[1, 0, :2], theta))
+    assert_leaves_global_state(lambda: affine.transform_points(affine.invert(theta), DDF[0, 0, :2]))
+    assert_leaves_global_state(lambda: geometry.index_to_physical([1, 2, 3], geometry.Geometry(spacing=(3, 1, 1))))
+
+
 def test_network_building_leaves_global_state():
     from tutorial_utils import network
 

@@ -268,6 +268,80 @@ def _check_floor(answer):
     })
 
 
+def _landmark_cases():
+    """Hidden cases of exercise 3.4: (theta, fixed landmarks, moving landmarks), all float64.
+
+    ``theta`` is a registration's answer (fixed voxel -> moving voxel); the moving
+    landmarks are where the truth puts the fixed ones, so a perfect theta has TRE 0.
+    """
+    rng = _rng(34)
+    cases = []
+    for case in range(3):
+        truth = np.vstack([np.eye(3) + rng.uniform(-0.2, 0.2, (3, 3)), rng.uniform(-4.0, 4.0, 3)])
+        fixed = rng.uniform(0.0, [60.0, 60.0, 30.0], (10, 3))
+        moving = _apply(truth, fixed)
+        # case 0: a perfect registration; then two that stop short of the truth
+        theta = truth if case == 0 else truth + np.vstack([rng.normal(0, 0.02, (3, 3)), rng.normal(0, 1.0, 3)])
+        cases.append((theta, fixed, moving))
+    return cases
+
+
+def _landmark_slips(theta, fixed, moving):
+    """What the right answers and the common slips give on one case: name -> (n,) distances."""
+    inverse = np.linalg.inv(np.concatenate([theta, [[0.0], [0.0], [0.0], [1.0]]], axis=1))[:, :3]
+    transposed = np.vstack([theta[:3].T, theta[3]])
+
+    def distance(a, b):
+        return np.linalg.norm(a - b, axis=1)
+
+    return {
+        "right, forward": distance(_apply(theta, fixed), moving),
+        "right, inverse": distance(_apply(inverse, moving), fixed),
+        "mistake": distance(_apply(theta, moving), fixed),
+        "inverse of fixed": distance(_apply(inverse, fixed), moving),
+        "transposed": distance(_apply(transposed, fixed), moving),
+        "no transform": distance(fixed, moving),
+    }
+
+
+_LANDMARK_SLIPS = {
+    "mistake": "you mapped the MOVING landmarks with theta, the classic mistake. theta maps a fixed point "
+               "to the moving image (that is how warp_grid pulls moving intensities onto the fixed grid), "
+               "so it can only be applied to fixed points: map the fixed landmarks with theta and compare "
+               "with the moving ones, or map the moving landmarks with theta's INVERSE.",
+    "inverse of fixed": "you mapped the FIXED landmarks with the inverse of theta; the inverse carries moving "
+                        "points to the fixed image, so apply theta itself to the fixed landmarks.",
+    "transposed": "your linear part is transposed: in the row-vector convention a point p moves to "
+                  "[p, 1] @ theta (p @ theta[:3] + theta[3]), not theta[:3] @ p.",
+    "no transform": "these are the distances before registration: theta is never applied.",
+}
+
+
+@_exercise("3.4", "the classic mistake: which landmarks a transform moves", "coding", "core", [
+    "theta maps a FIXED voxel to where it lies in the MOVING image (warp_grid reads the moving image "
+    "there). Which set of landmarks can you feed it?",
+    "Either map the fixed landmarks with theta and compare with the moving landmarks, or map the moving "
+    "landmarks with the inverse of theta (affine.invert) and compare with the fixed ones.",
+    "np.linalg.norm(affine.transform_points(theta, fixed_points) - moving_points, axis=1)",
+])
+def _check_landmark_tre(tre):
+    for number, (theta, fixed, moving) in enumerate(_landmark_cases()):
+        got = np.asarray(tre(fixed.copy(), moving.copy(), theta.copy()), dtype=np.float64)
+        expected = _landmark_slips(theta, fixed, moving)
+        if got.shape != (len(fixed),):
+            raise ExerciseFailed(f"tre should return one distance per landmark, shape ({len(fixed)},); got shape "
+                                 f"{got.shape}. Keep the per-landmark distances (the chapter takes their mean).")
+        if any(np.allclose(got, expected[right], rtol=1e-4, atol=1e-4)
+               for right in ("right, forward", "right, inverse")):
+            continue
+        for slip, explanation in _LANDMARK_SLIPS.items():
+            if np.allclose(got, expected[slip], rtol=1e-4, atol=1e-4):
+                raise ExerciseFailed(f"on hidden case {number}, {explanation}")
+        _close(got, expected["right, forward"], f"tre(...) on hidden case {number}", atol=1e-4)
+    return ("Mapping the fixed landmarks with theta (or the moving ones with its inverse) gives the TRE; "
+            "the perfect registration of the first hidden case scores 0.")
+
+
 # ---------------------------------------------------------------- chapter 4
 @_exercise("4.1", "the Jacobian determinant at one voxel", "coding", "warm-up", [
     "The transform is x + u(x); its Jacobian is the identity plus the gradient of u.",
