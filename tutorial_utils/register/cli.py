@@ -5,7 +5,7 @@ appendix chapter "Your own images" explains the files and how to open them in
 3D Slicer and ITK-SNAP)::
 
     python -m tutorial_utils.register fixed.nii.gz moving.nii.gz --out results \\
-        [--fixed-label F] [--moving-label M] [--spacing MM] [--quick] [--force]
+        [--fixed-label F] [--moving-label M] [--spacing MM] [--quick] [--no-affine] [--force]
 
 Exit codes: 0 done; 2 bad input (a missing or unreadable file, a non-3-D
 image, a label on another grid, a degenerate geometry, existing outputs
@@ -14,6 +14,7 @@ without ``--force``), with a one-line error on stderr.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -48,13 +49,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--spacing", type=_positive, metavar="MM",
                         help="registration voxel size in mm (default: the fixed image's finest spacing)")
     parser.add_argument("--quick", action="store_true", help="fewer iterations: a first look")
+    parser.add_argument("--no-affine", action="store_true",
+                        help="skip the affine stage: start from the scanner's placement (two patients)")
     parser.add_argument("--force", action="store_true", help="replace existing output files")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
 
-def summary(report: dict) -> str:
+def summary(report: dict, relative_to=None) -> str:
     """A few lines: grid, time, Dice before/after (with labels), folding, the files.
+
+    ``relative_to``: a folder; the files are then shown relative to it.
 
     >>> print(summary({"grid": {"spacing_mm": 1.0, "shape": [2, 3, 4]}, "mode": "quick",
     ...                "seconds": {"affine": 1.0}, "folding_percent": 0.0, "files": {"ddf": "d.nii.gz"}}))
@@ -73,7 +78,9 @@ def summary(report: dict) -> str:
                      + " (fixed image's frame)")
     lines.append(f"folding: {report['folding_percent']:.3f} % of voxels")
     lines.append("files:")
-    lines.extend(f"  {key:13s} {path}" for key, path in report["files"].items())
+    for key, path in report["files"].items():
+        shown = path if relative_to is None else os.path.relpath(path, relative_to)
+        lines.append(f"  {key:13s} {shown}")
     return "\n".join(lines)
 
 
@@ -84,7 +91,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         report = register_files(args.fixed, args.moving, args.out, fixed_label=args.fixed_label,
                                 moving_label=args.moving_label, spacing=args.spacing,
-                                quick=args.quick, force=args.force, progress=not args.no_progress)
+                                quick=args.quick, affine=not args.no_affine, force=args.force, progress=not args.no_progress)
     except (OSError, ValueError) as error:  # FileNotFoundError, FileExistsError are OSErrors
         print(f"{parser.prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2

@@ -215,14 +215,16 @@ def _register_on_grid(fixed, moving, settings: dict, progress: bool, clock: dict
     from .nonrigid import register_nonrigid
 
     start = time.perf_counter()
-    affine = register_affine(fixed=fixed[None], moving=moving[None], seed=0, progress=progress,
-                             **settings["affine"])
+    theta = np.concatenate([np.eye(3), np.zeros((1, 3))])[None].astype(np.float32)
+    if settings["affine"] is not None:
+        theta = register_affine(fixed=fixed[None], moving=moving[None], seed=0, progress=progress,
+                                **settings["affine"]).theta
     clock["affine"] = time.perf_counter() - start
     start = time.perf_counter()
-    nonrigid = register_nonrigid(fixed=fixed[None], moving=moving[None], initial_theta=affine.theta,
+    nonrigid = register_nonrigid(fixed=fixed[None], moving=moving[None], initial_theta=theta,
                                  seed=0, progress=progress, **settings["nonrigid"])
     clock["nonrigid"] = time.perf_counter() - start
-    return affine.theta, nonrigid.ddf
+    return theta, nonrigid.ddf
 
 
 def _scores(mapped, fixed_volume, fixed_label, moving_volume, moving_label) -> dict:
@@ -257,8 +259,8 @@ def _write_results(targets, theta, mapped, grid, fixed_volume, moving_volume, mo
 
 
 def register_files(fixed_path, moving_path, out_dir, *, fixed_label=None, moving_label=None,
-                   spacing: Optional[float] = None, quick: bool = False, force: bool = False,
-                   progress: bool = True) -> dict:
+                   spacing: Optional[float] = None, quick: bool = False, affine: bool = True,
+                   force: bool = False, progress: bool = True) -> dict:
     """Register two image files (affine, then nonrigid) in millimetres; write the results.
 
     The moving image is registered to the fixed one on an isotropic grid over
@@ -281,6 +283,11 @@ def register_files(fixed_path, moving_path, out_dir, *, fixed_label=None, moving
         The registration grid's voxel size in mm (default: the fixed image's finest spacing).
     quick : bool
         Fewer iterations (:data:`SETTINGS` ``"quick"``), for a first look and for tests.
+    affine : bool
+        Run the affine stage first (default). ``False``: start the nonrigid stage
+        from the scanner's placement (the identity in mm), e.g. for two patients'
+        scans, where the affine stage's SSD may shrink one image onto the other;
+        ``affine.tfm`` is then the identity.
     force : bool
         Replace existing output files (default: refuse).
     progress : bool
@@ -323,7 +330,8 @@ def register_files(fixed_path, moving_path, out_dir, *, fixed_label=None, moving
     moving = _resample(_normalised(moving_volume.array, f"the moving image {str(moving_path)!r}"),
                        moving_volume.geometry, grid, shape)
     clock["resample"] = _tick(bar, "resample", start)
-    theta, ddf = _register_on_grid(fixed, moving, SETTINGS[mode], progress, clock)
+    settings = {**SETTINGS[mode], "affine": SETTINGS[mode]["affine"] if affine else None}
+    theta, ddf = _register_on_grid(fixed, moving, settings, progress, clock)
     bar.update(2)
     start = time.perf_counter()
     mapped = _transform_on_fixed(theta, ddf, grid, fixed_volume.geometry, fixed_volume.array.shape)
@@ -332,7 +340,7 @@ def register_files(fixed_path, moving_path, out_dir, *, fixed_label=None, moving
     clock["write"] = _tick(bar, "write", start)
     start = time.perf_counter()
     report = {"fixed": str(fixed_path), "moving": str(moving_path), "fixed_label": _str(fixed_label),
-              "moving_label": _str(moving_label), "mode": mode, "settings": SETTINGS[mode],
+              "moving_label": _str(moving_label), "mode": mode, "settings": settings,
               "grid": {"spacing_mm": grid.spacing[0], "shape": list(shape)},
               "folding_percent": 100.0 * folding_fraction(ddf)}
     if fixed_labels is not None and moving_labels is not None:
