@@ -70,7 +70,7 @@ def main():
         config["sphinx"]["local_extensions"] = {"course_book": str(REPO / "book" / "_ext")}
         (out / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
         toc = yaml.safe_load((REPO / "book" / "_toc.yml").read_text())
-        toc["parts"] = [p for p in toc["parts"] if p["caption"] == "Chapters"] + [
+        toc["parts"] = [p for p in toc["parts"] if p["caption"] in ("Chapters", "Appendix")] + [
             {"caption": "Back matter", "chapters": [{"file": "bibliography"}]}]
         (out / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
         for name in ("intro.md", "bibliography.md", "references.bib"):

@@ -33,6 +33,7 @@ SCREENSHOTS = Path(os.environ.get("TUTORIAL_SCREENSHOTS", REPO / "ci-artifacts" 
 
 
 AXIAL_SCREENSHOTS = ("01_", "03_", "04_", "05_")
+APPENDICES = ("06_",)  # the appendix "Your own images": no exercises
 
 
 def all_pages():
@@ -189,7 +190,8 @@ def test_chapter_page(site, browser, page_name):
     # exercises: one number, the chapter's
     chapter = int(Path(page_name).name.split("_")[0])
     titles = page.eval_on_selector_all("div.exercise > p.admonition-title", "ps => ps.map(p => p.textContent)")
-    assert titles, f"{page_name}: no exercise boxes"
+    appendix = Path(page_name).name.startswith(APPENDICES)
+    assert bool(titles) != appendix, f"{page_name}: {len(titles)} exercise boxes"
     for k, title in enumerate(titles, start=1):
         assert re.match(rf"Exercise {chapter}\.{k} \u2014 \S", title), f"{page_name}: exercise title {title!r}"
         assert not re.search(rf"\({chapter}\.{k}\b|Exercise {chapter}\.{k}\s+{chapter}\.{k}", title), title

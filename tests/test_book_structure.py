@@ -10,6 +10,15 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((REPO / "book" / "chapters").glob("*.ipynb"))
+# The book's appendix (the "Appendix" part of book/_toc.yml): a how-to without exercises.
+APPENDICES = ("06_your_own_images.ipynb",)
+TAUGHT = [path for path in CHAPTERS if path.name not in APPENDICES]
+
+
+def test_appendices_are_the_tocs_appendix_part():
+    toc = yaml.safe_load((REPO / "book" / "_toc.yml").read_text())
+    parts = {part["caption"]: [entry["file"] for entry in part["chapters"]] for part in toc["parts"]}
+    assert parts.get("Appendix") == [f"chapters/{name.removesuffix('.ipynb')}" for name in APPENDICES]
 
 
 def test_headers_are_current_and_use_the_configured_repository():
@@ -29,7 +38,8 @@ def test_chapter_structure(path):
     assert not any(c.get("outputs") for c in cells if c.cell_type == "code"), "notebooks are stored without outputs"
     text = "\n".join(c.source for c in cells if c.cell_type == "markdown")
     assert re.search(r"^# \d\. ", text, re.M), "a numbered chapter title"
-    for heading in ("**Learning objectives.**", "**Prerequisites.**", "## Summary", "## Exercises"):
+    headings = ("**Learning objectives.**", "**Prerequisites.**", "## Summary")
+    for heading in headings + (() if path.name in APPENDICES else ("## Exercises",)):
         assert heading in text, heading
     # prose before code: after the set-up, at most two code cells follow each other
     # (a computation and the figure of its result), outside the exercises' cell groups
@@ -43,7 +53,7 @@ def test_chapter_structure(path):
 EXERCISE = re.compile(r"^:::\{exercise\} (\d+)\.(\d+) \S.*\n:label: (\S+)", re.M)
 
 
-@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", TAUGHT, ids=lambda p: p.name)
 def test_exercises_carry_the_chapters_number(path):
     """`:::{exercise} 2.1 Title` with label ex-2-1, numbered 1, 2, 3 in order; the
     book's extension turns 2.1 into the exercise's one number (see the next test)."""

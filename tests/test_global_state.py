@@ -244,3 +244,20 @@ def test_notebooks_call_no_function_left_out_here():
     covered = {name.split(" ")[0] for name in VIZ_CALLS} | {
         "load_head_neck_ct", "load_prostate_mr", "load_lung_pairs", "fetch", "verify_cache", "cache_dir"}
     assert called <= covered, f"not checked for global state: {sorted(called - covered)}"
+
+
+def test_register_files_leaves_global_state(tmp_path, monkeypatch):
+    """The appendix's workflow (files in, files out): a tiny pair, a tiny schedule."""
+    from tutorial_utils.images import write_image
+    from tutorial_utils.register import files
+    from tutorial_utils.register.cli import summary
+
+    tiny = {"affine": {"sigmas": (1.0,), "iterations": (2,), "samples": 32},
+            "nonrigid": {"levels": 1, "iterations": (2,)}}
+    monkeypatch.setitem(files.SETTINGS, "quick", tiny)
+    image = VOLUME[:8, :8, :8] + np.arange(8)[:, None, None]
+    write_image(tmp_path / "fixed.nii.gz", image, {"spacing": (1.0, 1.0, 2.0)})
+    write_image(tmp_path / "moving.nii.gz", image[::-1].copy(), {"spacing": (1.0, 1.0, 2.0)})
+    assert_leaves_global_state(lambda: summary(files.register_files(
+        tmp_path / "fixed.nii.gz", tmp_path / "moving.nii.gz", tmp_path / "out", quick=True, force=True,
+        progress=False)))
