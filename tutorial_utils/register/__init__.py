@@ -17,6 +17,11 @@ improved recipes built on them. Every step is compiled with XLA
   :func:`register_nonrigid` (its folding hinge is
   :func:`tutorial_utils.losses.folding_penalty`).
 
+- :mod:`~tutorial_utils.register.files`: :func:`register_files`, the two steps on two
+  image files (NIfTI, ...) in millimetres, results written for 3D Slicer and ITK-SNAP;
+  the same as one command, ``python -m tutorial_utils.register FIXED MOVING --out DIR``
+  (:mod:`~tutorial_utils.register.cli`).
+
 :func:`register_affine` and :func:`register_nonrigid` return a
 :class:`~tutorial_utils.results.RegistrationResult` whose ``iterations``,
 ``history``, ``seconds`` and ``level_seconds`` describe what ran. The seed
@@ -35,8 +40,10 @@ from .affine import (
 from .loop import CoarseToFine, LevelRun, coarse_to_fine, run_steps
 from .nonrigid import make_ddf_step, register_nonrigid
 from .pyramid import gaussian_pyramid, smoothing_pyramid, upsample_field
+from .files import register_files
 
 __all__ = [
+    "register_files",
     "run_steps",
     "coarse_to_fine",
     "LevelRun",
