@@ -22,7 +22,7 @@ import nbformat  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from tutorial_utils import config, data, exercises, viz  # noqa: E402
+from tutorial_utils import config, data, exercises, fields, metrics, points, viz  # noqa: E402
 from tutorial_utils._tf import tf  # noqa: E402
 
 from test_exercises import CELLS, CONTEXT, namespace  # noqa: E402
@@ -229,6 +229,25 @@ def test_network_building_leaves_global_state():
     from tutorial_utils import network
 
     assert_leaves_global_state(lambda: network.build_registration_network((8, 8, 8)))
+
+
+# ---------------------------------------------------------------- NumPy modules chapter 4 calls
+LANDMARK_LABEL = np.zeros((8, 8, 8), np.float32)
+LANDMARK_LABEL[2:6, 3:6, 2:5] = 1.0
+NUMPY_CALLS = {
+    "fields.jacobian_determinant": lambda: fields.jacobian_determinant(DDF[None]),
+    "fields.one_sided_jacobian_determinants": lambda: fields.one_sided_jacobian_determinants(DDF[None]),
+    "metrics.folding_fraction": lambda: metrics.folding_fraction(DDF, margin=2),
+    "points.landmarks_from_label": lambda: points.landmarks_from_label(LANDMARK_LABEL, orientation="SPL"),
+    "points.target_registration_error": lambda: points.target_registration_error(
+        points.landmarks_from_label(LANDMARK_LABEL), points.landmarks_from_label(LANDMARK_LABEL[::-1]),
+        np.zeros((8, 8, 8, 3))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NUMPY_CALLS))
+def test_numpy_modules_leave_global_state(name):
+    assert_leaves_global_state(NUMPY_CALLS[name])
 
 
 def test_notebooks_call_no_function_left_out_here():
