@@ -211,6 +211,7 @@ def register_nonrigid(
     fold_weight: float = 10.0,
     seed: int = 0,
     progress: bool = True,
+    jit_compile: bool = True,
 ) -> RegistrationResult:
     """Multi-resolution nonrigid registration, optionally on top of an affine.
 
@@ -260,6 +261,10 @@ def register_nonrigid(
         Seed of the coarsest level's initial field.
     progress : bool
         Show a progress bar per level.
+    jit_compile : bool
+        Compile each level's step with XLA (default): faster per step, but the
+        compilation costs seconds, more than a few tens of steps save (e.g. a
+        short instance optimisation on a CPU).
 
     Returns
     -------
@@ -307,7 +312,8 @@ def register_nonrigid(
             fixed=fixed_levels[level], moving=moving_levels[level],
             learning_rate=learning_rate, image_loss=image_loss, deform_loss=deform_loss,
             deform_weight=deform_weight, velocity=velocity, seed=seed, include_border=include_border,
-            initial_field=field, fold_weight=fold_weight, base_ddf=base_on(level_size))
+            initial_field=field, fold_weight=fold_weight, base_ddf=base_on(level_size),
+            jit_compile=jit_compile)
         run = run_steps(step, iterations[level], names=_NAMES, progress=progress,
                         description=f"level {level + 1}/{levels} {level_size}")
         return LevelRun(variable.numpy(), run["history"], run["iterations"])
