@@ -32,9 +32,11 @@ CELLS = exercise_cells()
 CONTEXT = {
     "4.2": {"sweep": {0.0: {"dice": 0.80, "folding": 0.05}, 1.0: {"dice": 0.79, "folding": 0.0005},
                       10.0: {"dice": 0.76, "folding": 0.0}}, "dice_before": 0.74},
-    "5.2": {"training_seconds": 300.0, "optimisation_seconds": 3001 * 0.05, "forward_seconds": 0.02},
+    "5.2": {"training_seconds": 300.0, "optimisation_seconds": 3001 * 0.05, "forward_seconds": 0.02,
+            "instance_seconds": 40.0},
 }
-NOTEBOOK_NAMES = {"5.2": {"training_seconds": 300.0, "classical_seconds": 3001 * 0.05, "forward": 0.02}}
+NOTEBOOK_NAMES = {"5.2": {"training_seconds": 300.0, "classical_seconds": 3001 * 0.05, "forward": 0.02,
+                          "instance_seconds": 40.0}}
 
 
 def namespace(ex_id):
@@ -128,7 +130,9 @@ def _dice(a, b, threshold=0.5, factor=2.0, empty=1.0):
     return empty if total == 0 else factor * np.logical_and(a, b).sum() / total
 
 
-PAYOFF = {"training_seconds": 600.0, "optimisation_seconds": 15.0, "forward_seconds": 0.05}
+PAYOFF = {"training_seconds": 600.0, "optimisation_seconds": 15.0, "forward_seconds": 0.05,
+          "instance_seconds": 4.0}
+LEARNED = 600 / 14.95  # the right first answer with PAYOFF
 SWEEP = CONTEXT["4.2"]
 ANSWERS = {
     "1.1": ([lambda s, v: np.broadcast_to(np.asarray(v, np.float32), tuple(s) + (3,)).copy(),
@@ -187,8 +191,18 @@ ANSWERS = {
              "LossConfig(image_weight=0, label_weight=2.0, deform_weight=1.0, label_loss='dice')"],
             ["LossConfig()", "LossConfig(image_weight=1.0, label_weight=0.0)",
              "LossConfig(image_weight=0.0, label_weight=1.0, deform_weight=0.0)"]),
-    "5.2": ([600 / 14.95, 600 / (15 - 0.05), PAYOFF["training_seconds"] / 14.95],
-            [600 / 15, 600 / 15.05, 14.95 / 600, 600 / 0.05, 41.0, 40.0, 40.1]),
+    "5.2": ([(600 / 14.95, 600 / 11), [600 / (15 - 0.05), 600 / (15 - 4.0)], np.array([LEARNED, 600 / 11.0])],
+            [(600 / 15, 600 / 11), (600 / 15.05, 600 / 11), (14.95 / 600, 600 / 11), (600 / 0.05, 600 / 11),
+             (41.0, 600 / 11), (40.0, 600 / 11), (40.1, 600 / 11),
+             (LEARNED, 600 / 15),  # dividing by the classical time alone
+             (LEARNED, 600 / 19),  # adding instead of subtracting
+             (LEARNED, 11 / 600),  # the inverse
+             (LEARNED, 600 / (15 - 4.0 - 0.05)),  # the forward pass added again to the instance time
+             (LEARNED, 600 / (15 - 3.95)),  # the forward pass left out of the instance time
+             (LEARNED, LEARNED),  # the learned break-even twice
+             (600 / 11, LEARNED),  # swapped
+             (LEARNED, 600 / 4.0),  # the instance time itself
+             LEARNED]),  # only the first answer
     "5.3": (["a"], ["b", "c"]),
 }
 CHECK_CONTEXT = {"4.2": SWEEP, "5.2": PAYOFF}
@@ -224,20 +238,35 @@ def test_check_rejects_the_common_slips(ex_id, capsys):
 
 def test_payoff_reported_case_and_its_slips_are_named():
     # the reported input: 600 / 15 forgets the forward pass (right: 600 / 14.95 = 40.13)
-    with pytest.raises(exercises.ExerciseFailed, match="MINUS the forward pass"):
-        exercises.check("5.2", 600 / 15, **PAYOFF)
-    with pytest.raises(exercises.ExerciseFailed, match="added the forward pass"):
-        exercises.check("5.2", 600 / (15 + 0.05), **PAYOFF)
+    refined = 600 / 11  # learned + instance optimisation: 4 s per pair, forward pass included
+    with pytest.raises(exercises.ExerciseFailed, match="MINUS what the method spends"):
+        exercises.check("5.2", (600 / 15, refined), **PAYOFF)
+    with pytest.raises(exercises.ExerciseFailed, match="added the method's time"):
+        exercises.check("5.2", (600 / (15 + 0.05), refined), **PAYOFF)
     with pytest.raises(exercises.ExerciseFailed, match="inverse"):
-        exercises.check("5.2", 14.95 / 600, **PAYOFF)
+        exercises.check("5.2", (14.95 / 600, refined), **PAYOFF)
+    with pytest.raises(exercises.ExerciseFailed, match="instance optimisation: .*already includes the forward"):
+        exercises.check("5.2", (LEARNED, 600 / (15 - 4 - 0.05)), **PAYOFF)
+    with pytest.raises(exercises.ExerciseFailed, match="instance optimisation: .*is spent too"):
+        exercises.check("5.2", (LEARNED, 600 / (15 - 3.95)), **PAYOFF)
+    with pytest.raises(exercises.ExerciseFailed, match="other method's break-even"):
+        exercises.check("5.2", (LEARNED, LEARNED), **PAYOFF)
+    with pytest.raises(exercises.ExerciseFailed, match="two numbers"):
+        exercises.check("5.2", LEARNED, **PAYOFF)
     # the chapter's own small ratio (forward / optimisation = 1.3e-4) still separates them
     context = CONTEXT["5.2"]
     right = context["training_seconds"] / (context["optimisation_seconds"] - context["forward_seconds"])
-    assert exercises.check("5.2", right, **context)
+    right_refined = context["training_seconds"] / (context["optimisation_seconds"] - context["instance_seconds"])
+    assert exercises.check("5.2", (right, right_refined), **context)
     with pytest.raises(exercises.ExerciseFailed):
-        exercises.check("5.2", context["training_seconds"] / context["optimisation_seconds"], **context)
+        exercises.check("5.2", (context["training_seconds"] / context["optimisation_seconds"], right_refined),
+                        **context)
     with pytest.raises(exercises.ExerciseFailed, match="never saves time"):
-        exercises.check("5.2", 1.0, training_seconds=10.0, optimisation_seconds=0.01, forward_seconds=0.05)
+        exercises.check("5.2", (1.0, 1.0), training_seconds=10.0, optimisation_seconds=0.01,
+                        forward_seconds=0.05, instance_seconds=0.1)
+    with pytest.raises(exercises.ExerciseFailed, match="never saves time"):  # refinement slower than classical
+        exercises.check("5.2", (1.0, 1.0), training_seconds=10.0, optimisation_seconds=1.0,
+                        forward_seconds=0.05, instance_seconds=2.0)
 
 
 def test_landmark_check_names_the_classic_mistake_and_the_transpose():

@@ -280,3 +280,24 @@ def test_register_files_leaves_global_state(tmp_path, monkeypatch):
     assert_leaves_global_state(lambda: summary(files.register_files(
         tmp_path / "fixed.nii.gz", tmp_path / "moving.nii.gz", tmp_path / "out", quick=True, force=True,
         progress=False)))
+
+
+def test_chapter5_evaluation_and_table_leave_global_state():
+    """Chapter 5 scores its test pairs with metrics.evaluate_pairs (HD95 in mm) and prints
+    results.comparison_table."""
+    from tutorial_utils import metrics, results
+
+    labels = np.stack([LABEL, LABEL[::-1]])
+    ddfs = np.stack([DDF, np.zeros_like(DDF)])
+    assert_leaves_global_state(lambda: metrics.evaluate_pairs(ddfs, labels, labels, spacing=(1.5, 1.0, 2.0)))
+    assert_leaves_global_state(lambda: str(results.comparison_table([{"method": "a", "Dice": 0.5}])))
+
+
+def test_register_nonrigid_from_an_initial_ddf_leaves_global_state():
+    from tutorial_utils import register
+
+    fixed = VOLUME[None, :8, :8, :8]
+    moving = VOLUME[None, :8, :8, :8][:, ::-1].copy()
+    assert_leaves_global_state(lambda: register.register_nonrigid(
+        fixed=fixed, moving=moving, initial_ddf=0.1 * DDF[None, :8, :8, :8], levels=1, iterations=(2,),
+        progress=False))

@@ -90,3 +90,58 @@ def test_register_nonrigid_reports_what_ran():
     assert result.history["level"] == [0] * 5 + [2] * 3
     assert len(result.level_seconds) == 3 and min(result.level_seconds) > 0
     assert sum(result.level_seconds) <= result.seconds <= elapsed < result.seconds + 0.05 + 0.02 * elapsed
+
+
+# --------------------------------------------------------------------------
+# initial_ddf (#19): a given field (e.g. a network's prediction) as the fixed base of every level
+# --------------------------------------------------------------------------
+def test_ddf_on_a_level_of_an_affine_ddf_is_the_affine_on_that_level():
+    """Independent reference: the affine DDF on the level computed in closed form (float64)."""
+    theta = warp.random_transform_generator(1, 0.1, seed=7).numpy().astype(np.float64)[0]
+    theta[3] = [0.5, -2.0, 3.0]
+    size = (8, 24, 20)
+    full = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float64) for s in size], indexing="ij"), -1)
+    ddf = (full @ theta[:3] + theta[3] - full)[None]
+    for level in [(8, 12, 10), (8, 6, 5), (4, 8, 7), size]:
+        ratio = np.array(size) / np.array(level)
+        q = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float64) for s in level], indexing="ij"), -1)
+        p = (q + 0.5) * ratio - 0.5
+        expected = ((p @ theta[:3] + theta[3] + 0.5) / ratio - 0.5 - q)[None]
+        got = nonrigid._ddf_on_level(ddf, level)
+        np.testing.assert_allclose(got, expected, atol=1e-4)
+        np.testing.assert_allclose(got, nonrigid._affine_ddf_on_level(theta, size, level), atol=1e-4)
+
+
+def test_register_nonrigid_keeps_a_base_that_is_already_the_answer():
+    size = (8, 32, 32)
+    fixed = smooth_volume(size, 2.5)
+    grid = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float64) for s in size], indexing="ij"), -1)
+    bump = np.exp(-((grid[..., 1] - 16) ** 2 + (grid[..., 2] - 16) ** 2) / 60.0)
+    true_ddf = np.zeros((1,) + size + (3,), np.float32)
+    true_ddf[0, ..., 2] = 1.5 * bump
+    # moving sampled (SciPy, cubic) so that warping it with true_ddf gives fixed back in the interior
+    inverse = grid[None].astype(np.float64).copy()
+    for _ in range(20):  # fixed-point inverse of x -> x + t(x)
+        shifted = [ndimage.map_coordinates(true_ddf[0, ..., c], np.moveaxis(inverse[0], -1, 0), order=1,
+                                           mode="nearest") for c in range(3)]
+        inverse = grid[None] - np.stack(shifted, -1)[None]
+    moving = ndimage.map_coordinates(fixed[0].astype(np.float64), np.moveaxis(inverse[0], -1, 0), order=3,
+                                     mode="nearest")[None].astype(np.float32)
+    result = register.register_nonrigid(fixed=fixed, moving=moving, initial_ddf=true_ddf, levels=2,
+                                        iterations=(20, 20), progress=False)
+    inside = (slice(2, -2), slice(4, -4), slice(4, -4))
+    assert result.ddf.shape == true_ddf.shape
+    error = np.abs(result.ddf[0][inside] - true_ddf[0][inside])
+    assert np.mean(error) < 0.05 and np.max(error) < 0.3  # the bump itself is 1.5 voxels
+    # and from nothing, the same run has to move: the base is what kept it there
+    zero = register.register_nonrigid(fixed=fixed, moving=moving, initial_ddf=np.zeros_like(true_ddf),
+                                      levels=2, iterations=(20, 20), progress=False)
+    assert np.mean(np.abs(zero.ddf[0][inside] - true_ddf[0][inside])) > 2 * np.mean(
+        np.abs(result.ddf[0][inside] - true_ddf[0][inside]))
+
+
+def test_register_nonrigid_refuses_an_initial_ddf_of_another_shape():
+    volume = np.zeros((1, 8, 16, 16), np.float32)
+    for bad in [np.zeros((8, 16, 16, 3)), np.zeros((1, 8, 16, 8, 3)), np.zeros((1, 8, 16, 16, 2))]:
+        with pytest.raises(ValueError, match="`initial_ddf` has shape"):
+            register.register_nonrigid(fixed=volume, moving=volume, initial_ddf=bad, progress=False)

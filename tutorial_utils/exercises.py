@@ -413,35 +413,63 @@ def _check_weak(config):
 @_exercise("5.2", "when training pays off", "numeric", "core", [
     "Each pair registered by the network instead of by optimisation saves (optimisation time - forward time).",
     "Divide the training time by that saving.",
+    "With instance optimisation, each pair costs its instance time (forward pass included), so it saves "
+    "(optimisation time - instance time).",
 ])
-def _check_payoff(answer, training_seconds, optimisation_seconds, forward_seconds):
+def _check_payoff(answer, training_seconds, optimisation_seconds, forward_seconds, instance_seconds):
+    """``answer``: (pairs for the learned method, pairs for learned + instance optimisation)."""
     training_seconds, optimisation = float(training_seconds), float(optimisation_seconds)
-    forward = float(forward_seconds)
-    if not (training_seconds > 0 and optimisation > forward >= 0):
-        raise ExerciseFailed(f"with training {training_seconds} s, optimisation {optimisation} s and a forward "
-                             f"pass of {forward} s per pair, the network never saves time; check the times.")
-    expected = training_seconds / (optimisation - forward)  # each pair saves (optimisation - forward) s
+    forward, instance = float(forward_seconds), float(instance_seconds)
+    if not (training_seconds > 0 and optimisation > instance >= forward >= 0):
+        raise ExerciseFailed(f"with training {training_seconds} s, optimisation {optimisation} s, a forward pass of "
+                             f"{forward} s and instance optimisation of {instance} s per pair (forward pass "
+                             "included), the network never saves time; check the times.")
+    try:
+        learned, refined = (float(value) for value in answer)
+    except (TypeError, ValueError):
+        raise ExerciseFailed(f"give two numbers, (learned, learned + instance optimisation), not {answer!r}.")
+    _check_saving(learned, training_seconds, optimisation, forward, instance, "learned")
+    _check_saving(refined, training_seconds, optimisation, instance, forward, "learned + instance optimisation")
+    return (f"After about {training_seconds / (optimisation - forward):.1f} pairs the network has paid for its "
+            f"training; with instance optimisation after {training_seconds / (optimisation - instance):.1f}.")
+
+
+def _check_saving(value, training_seconds, optimisation, spent, other, name):
+    """``value`` must be ``training_seconds / (optimisation - spent)``; name the slip otherwise.
+
+    ``spent`` is what the method spends per pair, ``other`` the other method's per-pair time
+    (the forward pass for instance optimisation, whose time includes it; and the reverse).
+    """
+    expected = training_seconds / (optimisation - spent)  # each pair saves (optimisation - spent) s
     # the 1e-6 tolerance only absorbs floating-point rounding: the common slips below differ by
-    # forward / optimisation relative, which is 3e-3 for 15 s against 0.05 s
-    value = float(answer)
+    # spent / optimisation relative, which is 3e-3 for 15 s against 0.05 s
     if np.isclose(value, expected, rtol=1e-6, atol=0.0):
-        return f"After about {expected:.1f} pairs the network has paid for its training."
+        return
     slips = [  # (value, explanation): the first that matches is shown
         (training_seconds / optimisation, "you divided by the optimisation time alone; each pair saves "
-                                          "the optimisation time MINUS the forward pass."),
-        (training_seconds / (optimisation + forward), "you added the forward pass; the network still "
-                                                      "spends it, so subtract it from the time saved per pair."),
-        ((optimisation - forward) / training_seconds, "that is the inverse: divide the training time by the "
-                                                      "time saved per pair."),
-        (training_seconds / forward, "each pair saves the optimisation time minus the forward pass, not the "
-                                     "forward pass itself."),
+                                          "the optimisation time MINUS what the method spends per pair."),
+        (training_seconds / (optimisation + spent), "you added the method's time per pair; it is still "
+                                                     "spent, so subtract it from the time saved per pair."),
+        ((optimisation - spent) / training_seconds, "that is the inverse: divide the training time by the "
+                                                    "time saved per pair."),
+        (training_seconds / spent, "each pair saves the optimisation time minus the method's time per pair, "
+                                   "not the method's time itself."),
+        (training_seconds / (optimisation - other), "that is the other method's break-even: this one spends "
+                                                    f"{spent:.3g} s per pair."),
         (float(np.ceil(expected)), "give the number unrounded, as the exercise asks."),
         (float(np.floor(expected)), "give the number unrounded, as the exercise asks."),
     ]
+    if spent > other:  # instance optimisation: its time already includes the forward pass
+        slips += [
+            (training_seconds / (optimisation - spent - other), "the instance-optimisation time already "
+                                                                "includes the forward pass: do not add it again."),
+            (training_seconds / (optimisation - (spent - other)), "the forward pass is part of the "
+                                                                  "instance-optimisation time: it is spent too."),
+        ]
     for slip, explanation in slips:
         if np.isclose(value, slip, rtol=1e-6, atol=0.0):
-            raise ExerciseFailed(f"{answer} is not it: {explanation}")
-    raise ExerciseFailed(f"{answer} is not it; divide the training time by the time saved per pair.")
+            raise ExerciseFailed(f"{name}: {value} is not it: {explanation}")
+    raise ExerciseFailed(f"{name}: {value} is not it; divide the training time by the time saved per pair.")
 
 
 @_exercise("5.3", "what a trained network needs at test time", "choice", "core", [

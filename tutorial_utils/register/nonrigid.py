@@ -149,7 +149,30 @@ def _affine_ddf_on_level(theta, size, level_size) -> "np.ndarray":
     return ((sent + 0.5) / ratio - 0.5 - grid)[None].astype(np.float32)
 
 
-def _check_schedule(fixed, moving, initial_theta, levels, iterations):
+def _ddf_on_level(ddf, level_size) -> "np.ndarray":
+    """A full-resolution DDF ``(1, d1, d2, d3, 3)`` (voxels) expressed on a pyramid
+    level's grid, in that level's voxels: the analogue of :func:`_affine_ddf_on_level`.
+
+    A level voxel ``q`` sits at full-resolution ``p = (q + 0.5) r - 0.5`` (pixel
+    centres aligned, ``r = size / level_size``); the field is sampled there
+    (trilinear, float64; ``p`` lies inside the grid for ``r >= 1``) and each
+    component divided by its axis's ratio ``r``. Exact for an affine field.
+    """
+    from scipy import ndimage
+
+    ddf = np.asarray(ddf, np.float64)
+    size = np.asarray(ddf.shape[1:4], np.float64)
+    ratio = size / np.asarray(level_size, np.float64)
+    if np.all(ratio == 1):
+        return ddf.astype(np.float32)
+    axes = [(np.arange(s, dtype=np.float64) + 0.5) * r - 0.5 for s, r in zip(level_size, ratio)]
+    points = np.stack(np.meshgrid(*axes, indexing="ij"))
+    out = np.stack([ndimage.map_coordinates(ddf[0, ..., c], points, order=1, mode="nearest") / ratio[c]
+                    for c in range(3)], axis=-1)
+    return out[None].astype(np.float32)
+
+
+def _check_schedule(fixed, moving, initial_theta, levels, iterations, initial_ddf=None):
     check_rank(fixed, "fixed", [4], "(1, d1, d2, d3)")
     check_same_shape(fixed, moving, "fixed", "moving")
     if fixed.shape[0] != 1:
@@ -165,6 +188,8 @@ def _check_schedule(fixed, moving, initial_theta, levels, iterations):
             f"`initial_theta` has shape {np.shape(initial_theta)}; it needs (1, 4, 3) "
             "(warp_grid's convention, full-resolution voxels)."
         )
+    if initial_ddf is not None:
+        _field_on(initial_ddf, tuple(fixed.shape[1:4]), "initial_ddf")
     return iterations
 
 
@@ -173,6 +198,7 @@ def register_nonrigid(
     fixed,
     moving,
     initial_theta=None,
+    initial_ddf=None,
     levels: int = 3,
     downscale=(1, 2, 2),
     iterations: Sequence[int] = (300, 200, 100),
@@ -185,6 +211,7 @@ def register_nonrigid(
     fold_weight: float = 10.0,
     seed: int = 0,
     progress: bool = True,
+    jit_compile: bool = True,
 ) -> RegistrationResult:
     """Multi-resolution nonrigid registration, optionally on top of an affine.
 
@@ -206,6 +233,15 @@ def register_nonrigid(
         An affine (``warp_grid``'s convention, full-resolution voxels, fixed ->
         moving), e.g. from an affine registration; kept fixed and included in
         the returned DDF. ``None``: identity.
+    initial_ddf : array-like ``(1, d1, d2, d3, 3)``, optional
+        A DDF on the fixed grid (voxels, fixed -> moving), e.g. a network's
+        prediction: refining it is *instance optimisation*. Kept fixed, like
+        ``initial_theta``, and added to the optimised field on every level
+        (expressed in the level's voxels: sampled at the level's voxel centres
+        and divided by the axis's size ratio, exact for an affine field); the
+        optimised field then starts at zero. With ``initial_theta`` too, the
+        base is their sum. The folding penalty applies to the whole field, base
+        included; the deformation loss to the optimised part only.
     levels : int
         Pyramid levels (1 = the full resolution only).
     downscale : float or sequence of 3 floats
@@ -225,12 +261,16 @@ def register_nonrigid(
         Seed of the coarsest level's initial field.
     progress : bool
         Show a progress bar per level.
+    jit_compile : bool
+        Compile each level's step with XLA (default): faster per step, but the
+        compilation costs seconds, more than a few tens of steps save (e.g. a
+        short instance optimisation on a CPU).
 
     Returns
     -------
     RegistrationResult
-        ``ddf``: ``(1, d1, d2, d3, 3)``, voxels on the fixed grid, affine
-        included (warp the moving image with it); ``history``: lists ``total``,
+        ``ddf``: ``(1, d1, d2, d3, 3)``, voxels on the fixed grid, the base
+        (affine and ``initial_ddf``) included (warp the moving image with it); ``history``: lists ``total``,
         ``image``, ``deform`` and ``level`` (0 = coarsest), one entry per
         iteration run; ``iterations``: ``sum(iterations)``, the steps run;
         ``seconds``: wall time of the whole call (pyramid, compilation and
@@ -241,28 +281,39 @@ def register_nonrigid(
     ------
     ValueError
         For images that are not ``(1, d1, d2, d3)`` pairs of one shape, an
-        ``iterations`` without one count per level (the coarsest positive), or
-        a wrong theta.
+        ``iterations`` without one count per level (the coarsest positive), a
+        wrong theta, or an ``initial_ddf`` not ``(1, d1, d2, d3, 3)`` on the
+        fixed grid.
     """
     start = time.perf_counter()
-    iterations = _check_schedule(fixed, moving, initial_theta, levels, iterations)
+    iterations = _check_schedule(fixed, moving, initial_theta, levels, iterations, initial_ddf)
     size = tuple(int(s) for s in fixed.shape[1:4])
     fixed_levels = gaussian_pyramid(fixed, levels, downscale)
     moving_levels = gaussian_pyramid(moving, levels, downscale)
+
+    def base_on(level_size):
+        """The fixed base (affine + initial DDF) in the level's voxels, or None."""
+        parts = []
+        if initial_theta is not None:
+            parts.append(_affine_ddf_on_level(initial_theta, size, level_size))
+        if initial_ddf is not None:
+            parts.append(_ddf_on_level(initial_ddf, level_size))
+        return None if not parts else np.sum(parts, axis=0, dtype=np.float32)
 
     def run_level(level, field):
         level_size = fixed_levels[level].shape[1:4]
         if field is not None:
             field = upsample_field(field, level_size)
+        elif initial_ddf is not None:  # refine a given field: the optimised part starts at zero
+            field = np.zeros((1,) + tuple(level_size) + (3,), np.float32)
         if iterations[level] == 0:
             return LevelRun(field, {name: [] for name in _NAMES}, 0)
         step, variable, _ = make_ddf_step(
             fixed=fixed_levels[level], moving=moving_levels[level],
             learning_rate=learning_rate, image_loss=image_loss, deform_loss=deform_loss,
             deform_weight=deform_weight, velocity=velocity, seed=seed, include_border=include_border,
-            initial_field=field, fold_weight=fold_weight,
-            base_ddf=None if initial_theta is None else _affine_ddf_on_level(
-                initial_theta, size, level_size))
+            initial_field=field, fold_weight=fold_weight, base_ddf=base_on(level_size),
+            jit_compile=jit_compile)
         run = run_steps(step, iterations[level], names=_NAMES, progress=progress,
                         description=f"level {level + 1}/{levels} {level_size}")
         return LevelRun(variable.numpy(), run["history"], run["iterations"])
@@ -270,8 +321,9 @@ def register_nonrigid(
     levels_run = coarse_to_fine(run_level, len(iterations), None, names=_NAMES)
     field = levels_run.state
     ddf = integrate_velocity(field).numpy() if velocity else field
-    if initial_theta is not None:
-        ddf = ddf + _affine_ddf_on_level(initial_theta, size, size)
+    base = base_on(size)
+    if base is not None:
+        ddf = ddf + base
     ddf = ddf.astype(np.float32)
     return RegistrationResult(
         method="register_nonrigid", ddf=ddf, history=levels_run.history,
