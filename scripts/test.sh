@@ -18,8 +18,13 @@ echo "== spelling of the chapters, the book's pages and the README (codespell)"
 .venv/bin/codespell --builtin clear,rare --ignore-words .codespell-words \
   book/chapters/*.ipynb book/*.md README.md
 
-echo "== the GitHub workflows (GitHub's workflow schema, offline)"
+echo "== the GitHub workflows (GitHub's workflow schema and actionlint, offline)"
 .venv/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+if [ -x .venv/bin/actionlint ]; then
+  .venv/bin/actionlint .github/workflows/*.yml
+else
+  echo "actionlint: no binary for this platform (requirements.txt installs it on Linux x86-64 only)"
+fi
 
 echo "== unit tests"
 $PY -m pytest tests/ -q --ignore=tests/test_book_in_browser.py
