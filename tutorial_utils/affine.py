@@ -113,7 +113,11 @@ def transform_points(theta, points):
         return xp.einsum("...q,qp->...p", points, theta[:3, :]) + theta[3, :]
     spatial = len(points.shape) - 1
     translation = theta[(slice(None),) + (None,) * spatial + (3, slice(None))]
-    return xp.einsum("...q,bqp->b...p", points, theta[:, :3, :]) + translation
+    # A grid (d1, d2, d3, 3) gets its axes spelt out: the same einsum as before the
+    # move into this module, whose gradient sums in the same order (an ellipsis
+    # equation compiles to another reduction and changes the last bits of training).
+    equation = "ijkq,bqp->bijkp" if spatial == 3 else "...q,bqp->b...p"
+    return xp.einsum(equation, points, theta[:, :3, :]) + translation
 
 
 def compose(first, second) -> np.ndarray:
