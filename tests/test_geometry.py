@@ -73,8 +73,7 @@ def test_geometry_from_images_and_dicts_is_the_same_value():
     np.eye(3), np.diag([-1.0, -1.0, 1.0]), np.eye(3)[[2, 0, 1]], np.diag([1.0, -1.0, -1.0])[[1, 2, 0]],
     rotation_about((1, 2, 3), 25), rotation_about((0, 0, 1), 40) @ np.diag([-1.0, 1.0, 1.0]),
     rotation_about((3, -1, 2), 70),
-    np.array([[0.3, -0.5, -0.9], [-1.0, 0.6, 0.8], [0.2, 0.5, 0.1]]),  # sheared: read on the closest rotation
-])
+])  # a sheared direction is refused (test_a_direction_that_is_not_a_rotation_is_refused)
 def test_orientation_code_agrees_with_nibabel(direction):
     """nibabel's code is for ITK's (x, y, z) axes (its array order); the course's is reversed."""
     spacing = np.array([0.7, 1.3, 2.5])
@@ -153,3 +152,18 @@ def test_bad_shapes_are_refused():
         geometry.physical_field_from_ddf(np.zeros((2, 4, 4, 4, 3)), fixed_geometry=None, moving_geometry=None)
     with pytest.raises(ValueError, match=r"`index` has shape \(2,\)"):
         geometry.index_to_physical([1, 2], None)
+
+
+def test_a_direction_that_is_not_a_rotation_is_refused():
+    """A sheared direction was accepted and then silently replaced by the closest
+    rotation when written to NIfTI; it is refused, naming the geometry."""
+    import pytest
+
+    from tutorial_utils.geometry import Geometry, as_geometry
+
+    with pytest.raises(ValueError, match="not orthonormal"):
+        as_geometry({"direction": ((2, 0, 0), (0, 1, 0), (0.5, 0, 1))}, "fixed_geometry")
+    with pytest.raises(ValueError, match="not orthonormal"):
+        Geometry(direction=((1, 0, 0), (0, 1, 0), (0.5, 0, 1)))
+    flipped = as_geometry({"direction": ((-1, 0, 0), (0, 1, 0), (0, 0, 1))}, "g")  # a reflection is fine
+    assert flipped.direction[0][0] == -1

@@ -276,3 +276,19 @@ def test_numpy_modules_do_not_import_tensorflow():
     code = ("import sys, tutorial_utils.metrics, tutorial_utils.fields, tutorial_utils.affine, "
             "tutorial_utils.results; assert 'tensorflow' not in sys.modules, 'tensorflow was imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+@pytest.mark.parametrize("spacing", [(0, 1, 1), (-1, 1, 1), (np.nan, 1, 1), (1, 1), (1, 1, 1, 1)])
+def test_distances_refuse_a_meaningless_spacing(spacing):
+    """A zero, negative or non-finite voxel size (or a wrong count) would give a wrong
+    distance silently (0 for a zero spacing): each raises, naming `spacing`."""
+    label = np.zeros((6, 6, 6))
+    label[1:5, 1:5, 1:5] = 1
+    moved = np.roll(label, 1, axis=0)
+    with pytest.raises(ValueError, match="`spacing`"):
+        metrics.hausdorff_distance(label, moved, 95.0, spacing=spacing)
+    with pytest.raises(ValueError, match="`spacing`"):
+        metrics.centroid_distance(label, moved, spacing=spacing)
+    with pytest.raises(ValueError, match="`spacing`"):
+        metrics.evaluate_registration(np.zeros((6, 6, 6, 3)), fixed_label=label, moving_label=moved,
+                                      spacing=spacing)

@@ -28,3 +28,18 @@ def test_coarse_to_fine_refuses_a_level_with_other_history():
         register.coarse_to_fine(lambda level, s: register.LevelRun(s, {"other": [1.0]}, 1), 1, names=("loss",))
     with pytest.raises(ValueError, match="`levels` is 0"):
         register.coarse_to_fine(lambda level, s: None, 0, names=("loss",))
+
+
+def test_registration_refuses_non_finite_images_naming_them():
+    import numpy as np
+    import pytest
+
+    from tutorial_utils import register
+
+    image = np.random.default_rng(0).random((1, 8, 8, 8)).astype(np.float32)
+    broken = image.copy()
+    broken[0, 2, 2, 2] = np.nan
+    with pytest.raises(ValueError, match="`moving` has non-finite"):
+        register.register_affine(fixed=image, moving=broken, progress=False)
+    with pytest.raises(ValueError, match="`fixed` has non-finite"):
+        register.register_nonrigid(fixed=broken, moving=image, levels=1, iterations=(2,), progress=False)

@@ -76,6 +76,11 @@ def _checked(values: dict, name: str) -> dict:
         raise ValueError(f"`{name}` has spacing {geometry['spacing'].tolist()} and direction "
                          f"{geometry['direction'].tolist()}; the spacing must be positive and the "
                          "direction invertible.")
+    direction = geometry["direction"]
+    if not np.allclose(direction @ direction.T, np.eye(3), atol=1e-4):
+        raise ValueError(f"`{name}` has direction {direction.tolist()}, which is not orthonormal: ITK "
+                         "images (and NIfTI files) hold a rotation, possibly with a reflection; a shear "
+                         "or scaling belongs in the spacing or in a transform.")
     return geometry
 
 

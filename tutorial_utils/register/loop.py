@@ -14,6 +14,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
 from .._checks import as_float32 as _as_float32
 from .._checks import check_rank, check_same_shape
+from .._tf import tf
 
 __all__ = ["run_steps", "coarse_to_fine", "LevelRun", "CoarseToFine"]
 
@@ -23,7 +24,12 @@ def batched_pair(fixed, moving):
     check_rank(fixed, "fixed", [4], "(1, d1, d2, d3)")
     check_rank(moving, "moving", [4], "(1, d1, d2, d3)")
     check_same_shape(fixed, moving, "fixed", "moving")
-    return _as_float32(fixed, "fixed"), _as_float32(moving, "moving")
+    fixed, moving = _as_float32(fixed, "fixed"), _as_float32(moving, "moving")
+    for name, image in (("fixed", fixed), ("moving", moving)):
+        if not bool(tf.reduce_all(tf.math.is_finite(image))):
+            raise ValueError(f"`{name}` has non-finite values (NaN or inf); an image to register "
+                             "needs finite intensities (e.g. replace NaN outside the scan by 0).")
+    return fixed, moving
 
 
 def run_steps(
