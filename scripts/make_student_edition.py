@@ -71,9 +71,9 @@ def main():
         (out / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
         toc = yaml.safe_load((REPO / "book" / "_toc.yml").read_text())
         toc["parts"] = [p for p in toc["parts"] if p["caption"] in ("Chapters", "Appendix")] + [
-            {"caption": "Back matter", "chapters": [{"file": "bibliography"}]}]
+            {"caption": "Back matter", "chapters": [{"file": "questions"}, {"file": "bibliography"}]}]
         (out / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
-        for name in ("intro.md", "bibliography.md", "references.bib"):
+        for name in ("intro.md", "questions.md", "bibliography.md", "references.bib"):
             shutil.copy(REPO / "book" / name, out / name)
         text = (out / "intro.md").read_text().replace("[instructor guide](instructor_guide.md)", "instructor guide")
         (out / "intro.md").write_text(text)
