@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+from rotations import rotation_about
 import pytest
 from scipy import ndimage
 
@@ -199,13 +200,6 @@ def test_elastix_writes_nothing_into_the_working_directory(tmp_path, monkeypatch
 
 
 # ---------------------------------------------------------------- real-world geometry (#22)
-def rotation_about(axis, degrees):
-    axis = np.asarray(axis, np.float64) / np.linalg.norm(axis)
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    angle = np.deg2rad(degrees)
-    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
-
-
 def itk_image(volume, geometry):
     """An ITK image of a numpy (d1, d2, d3) volume, made with ITK's own API (size (d3, d2, d1))."""
     image = itk.GetImageFromArray(np.ascontiguousarray(volume, np.float32))

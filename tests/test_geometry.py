@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+from rotations import rotation_about
 import pytest
 
 from tutorial_utils import geometry
@@ -13,13 +14,6 @@ sitk = pytest.importorskip("SimpleITK")
 nibabel = pytest.importorskip("nibabel")
 
 RNG = np.random.default_rng(5)
-
-
-def rotation_about(axis, degrees):
-    axis = np.asarray(axis, np.float64) / np.linalg.norm(axis)
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    angle = np.deg2rad(degrees)
-    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
 
 
 FIXED = {"spacing": (0.8, 1.1, 1.5), "origin": (5.0, -3.0, 2.0), "direction": rotation_about((1, 2, 3), 25)}

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+from rotations import rotation_about
 import pytest
 from scipy import ndimage
 
@@ -16,13 +17,6 @@ sitk = pytest.importorskip("SimpleITK")
 nibabel = pytest.importorskip("nibabel")
 
 RNG = np.random.default_rng(17)
-
-
-def rotation_about(axis, degrees):
-    axis = np.asarray(axis, np.float64) / np.linalg.norm(axis)
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    angle = np.deg2rad(degrees)
-    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
 
 
 # oblique, anisotropic, off-origin, on different grids

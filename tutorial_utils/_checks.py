@@ -67,3 +67,23 @@ def check_theta(theta):
             f"`theta` has shape {shape}, but it needs shape (batch, 4, 3): a 12-parameter "
             "affine acting on [x y z 1] row vectors (rows 0-2 linear part, row 3 translation)."
         )
+
+
+def check_spacing(spacing, one_for_all: bool = False):
+    """``spacing`` (mm per voxel along d1, d2, d3) as a float64 array ``(3,)``, or None.
+
+    Every voxel size must be finite and > 0 (a zero spacing would make every distance
+    0 silently). With ``one_for_all``, a single number stands for all three axes.
+    """
+    import numpy as np
+
+    if spacing is None:
+        return None
+    array = np.asarray(spacing, dtype=np.float64).reshape(-1)
+    if one_for_all and array.shape == (1,):
+        array = np.repeat(array, 3)
+    if array.shape != (3,) or not np.all(np.isfinite(array)) or np.any(array <= 0):
+        accepted = "3 positive numbers (mm per voxel along d1, d2, d3)"
+        accepted += ", one number for all three," if one_for_all else ""
+        raise ValueError(f"`spacing` is {spacing!r}; it needs {accepted} or None for voxels.")
+    return array

@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from . import affine as _affine
+from ._checks import check_spacing
 from . import fields as _fields
 
 __all__ = [
@@ -61,19 +62,6 @@ def _binary_volume(label, name: str, threshold: float) -> np.ndarray:
                 "one structure of a label map with (label == k)."
             )
     return array > threshold
-
-
-def _spacing(spacing) -> Optional[Tuple[float, float, float]]:
-    """``spacing`` checked: None, or three finite voxel sizes > 0 (mm along d1, d2, d3)."""
-    if spacing is None:
-        return None
-    values = np.asarray(spacing, dtype=float).reshape(-1)
-    if values.shape != (3,) or not np.all(np.isfinite(values)) or np.any(values <= 0):
-        raise ValueError(
-            f"`spacing` is {spacing!r}; it needs three finite voxel sizes > 0 (mm along d1, d2, d3), "
-            "or None for distances in voxels."
-        )
-    return tuple(float(v) for v in values)
 
 
 def _check_pair(first, second):
@@ -172,7 +160,8 @@ def hausdorff_distance(
     if not fixed_mask.any() or not warped_mask.any():
         return float("nan")
     surface_fixed, surface_warped = _surface(fixed_mask), _surface(warped_mask)
-    sampling = _spacing(spacing)
+    checked = check_spacing(spacing)
+    sampling = None if checked is None else tuple(checked)
     to_fixed = ndimage.distance_transform_edt(~surface_fixed, sampling=sampling)
     to_warped = ndimage.distance_transform_edt(~surface_warped, sampling=sampling)
     distances = np.concatenate([to_warped[surface_fixed], to_fixed[surface_warped]])
@@ -208,8 +197,8 @@ def centroid_distance(
     _check_pair(fixed_mask, warped_mask)
     if not fixed_mask.any() or not warped_mask.any():
         return float("nan")
-    checked = _spacing(spacing)
-    scale = np.ones(3) if checked is None else np.asarray(checked)
+    checked = check_spacing(spacing)
+    scale = np.ones(3) if checked is None else checked
     offset = np.array(ndimage.center_of_mass(fixed_mask)) - np.array(
         ndimage.center_of_mass(warped_mask)
     )

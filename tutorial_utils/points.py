@@ -32,6 +32,7 @@ import numpy as np
 from scipy import ndimage
 
 from . import affine as _affine
+from ._checks import check_spacing
 from .results import RegistrationResult
 
 __all__ = [
@@ -118,15 +119,8 @@ def _check_direction(direction) -> str:
 
 
 def _as_spacing(spacing) -> np.ndarray:
-    if spacing is None:
-        return np.ones(3)
-    array = np.asarray(spacing, dtype=np.float64).reshape(-1)
-    if array.shape == (1,):
-        array = np.repeat(array, 3)
-    if array.shape != (3,) or not np.all(np.isfinite(array)) or np.any(array <= 0):
-        raise ValueError(f"`spacing` is {spacing!r}; it needs 3 positive numbers (mm per voxel "
-                         "along d1, d2, d3), one number for all three, or None for voxels.")
-    return array
+    checked = check_spacing(spacing, one_for_all=True)
+    return np.ones(3) if checked is None else checked
 
 
 # --------------------------------------------------------------------------
