@@ -202,6 +202,16 @@ def one_sided_difference(field, axis: int, direction: str):
     return _concat([_take(steps, axis, 0, 1), steps], axis)
 
 
+def _edge_extended_steps(component, axis: int):
+    """The ``size - 1`` forward steps of ``component`` ``(batch, d1, d2, d3)`` along
+    ``axis``, with the first and last step repeated outwards (``size + 1`` values):
+    entry ``v`` is the backward difference at voxel ``v``, entry ``v + 1`` the
+    forward one, with :func:`one_sided_difference`'s rule where a neighbour is missing."""
+    size = component.shape[axis]
+    steps = _take(component, axis, 1, size) - _take(component, axis, 0, size - 1)
+    return _concat([_take(steps, axis, 0, 1), steps, _take(steps, axis, size - 2, size - 1)], axis)
+
+
 def determinant_3x3(matrix):
     """Determinant of a 3x3 matrix given as nested lists ``matrix[r][c]`` of arrays or
     tensors (elementwise), by cofactor expansion along the first row."""
@@ -281,14 +291,21 @@ def one_sided_jacobian_determinants(ddf):
     -0.2
     """
     _check_ddf(ddf, 2)
-    differences = {
-        (axis, direction): one_sided_difference(ddf, axis, direction)
-        for axis in (1, 2, 3) for direction in ("forward", "backward")
-    }
-    determinants = [
-        _determinant_of([differences[(axis, direction)] for axis, direction in zip((1, 2, 3), combo)])
-        for combo in ONE_SIDED_COMBINATIONS
-    ]
+    # Each displacement component is taken out once, as its own contiguous
+    # (batch, d1, d2, d3) array: working on ``ddf[..., c]`` slices of the
+    # channel-last field inside every determinant was 7 times slower under XLA.
+    components = [ddf[..., c] for c in range(3)]
+    differences = {}
+    for axis in (1, 2, 3):
+        extended = [_edge_extended_steps(u, axis) for u in components]
+        size = ddf.shape[axis]
+        for direction, start in (("backward", 0), ("forward", 1)):
+            differences[(axis, direction)] = [_take(e, axis, start, start + size) for e in extended]
+    determinants = []
+    for combo in ONE_SIDED_COMBINATIONS:
+        derivative = [differences[(axis, direction)] for axis, direction in zip((1, 2, 3), combo)]
+        jac = [[derivative[i][c] + (1.0 if i == c else 0.0) for i in range(3)] for c in range(3)]
+        determinants.append(determinant_3x3(jac))
     return _stack(determinants, 0)
 
 

@@ -97,11 +97,14 @@ def make_ddf_step(
     field = tf.Variable(initial, name="velocity" if velocity else "ddf")
     warping = Warping(fixed_image_size=size)
     optimiser = tf.keras.optimizers.Adam(learning_rate)
+    # Adam's slots exist before the step is traced: a step that creates them on
+    # its first call is traced twice (seconds per level, for nothing).
+    optimiser.build([field])
 
     def to_ddf():
         return integrate_velocity(field) if velocity else tf.identity(field)
 
-    @tf.function(jit_compile=jit_compile)
+    @tf.function(jit_compile=jit_compile, autograph=False)
     def step():
         with tf.GradientTape() as tape:
             ddf = to_ddf()
