@@ -695,3 +695,26 @@ def test_lncc_gaussian_window_is_the_shared_kernel_with_unchanged_weights():
         offsets = np.arange(window) - window // 2
         old = np.exp(-0.5 * (offsets / sigma) ** 2)
         assert np.array_equal(losses._window_kernel(window, "gaussian"), old / old.sum())
+
+
+@pytest.mark.parametrize("kernel_type, window", [("rectangular", 9), ("gaussian", 5), ("triangular", 3)])
+def test_lncc_with_the_fixed_moments_computed_once_is_the_same_value(kernel_type, window):
+    rng = np.random.default_rng(11)
+    fixed = rng.random((1, 9, 10, 11)).astype(np.float32)
+    moments = losses.window_moments(fixed, window_size=window, kernel_type=kernel_type)
+    kernel = losses._window_kernel(window, kernel_type)
+    for warped in (rng.random((1, 9, 10, 11)).astype(np.float32), fixed):
+        got = float(losses.lncc(fixed, warped, window, kernel_type, fixed_moments=moments)[0])
+        assert got == float(losses.lncc(fixed, warped, window, kernel_type)[0])
+        assert got == pytest.approx(np_lncc(fixed[0], warped[0], window, kernel), rel=2e-3, abs=1e-5)
+    mask = (rng.random((1, 9, 10, 11)) > 0.5).astype(np.float32)
+    assert float(losses.lncc(fixed, warped, window, kernel_type, mask=mask, fixed_moments=moments)[0]) == \
+        float(losses.lncc(fixed, warped, window, kernel_type, mask=mask)[0])
+
+
+def test_lncc_rejects_fixed_moments_of_another_image():
+    fixed = np.random.default_rng(12).random((1, 8, 8, 8)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"`fixed_moments` have shapes \(1, 6, 8, 8, 1\)"):
+        losses.lncc(fixed, fixed, fixed_moments=losses.window_moments(fixed[:, :6]))
+    with pytest.raises(ValueError, match="the \(mean, variance\) pair"):
+        losses.lncc(fixed, fixed, fixed_moments=fixed)

@@ -1,5 +1,8 @@
 """register.loop: the loop driver run_steps and the coarse-to-fine driver."""
+import numpy as np
 import pytest
+
+from tutorial_utils._tf import tf
 
 from tutorial_utils import register
 
@@ -43,3 +46,18 @@ def test_registration_refuses_non_finite_images_naming_them():
         register.register_affine(fixed=image, moving=broken, progress=False)
     with pytest.raises(ValueError, match="`fixed` has non-finite"):
         register.register_nonrigid(fixed=broken, moving=image, levels=1, iterations=(2,), progress=False)
+
+
+def test_adam_update_gives_keras_adams_numbers():
+    rng = np.random.default_rng(3)
+    start = rng.standard_normal((4, 5)).astype(np.float32)
+    ours, theirs = tf.Variable(start), tf.Variable(start)
+    state = register.AdamVariables.of(ours)
+    keras_adam = tf.keras.optimizers.Adam(0.05)
+    target = rng.standard_normal((4, 5)).astype(np.float32)
+    for _ in range(30):  # a quadratic bowl: gradient 2 (x - target)
+        register.adam_update(ours, 2.0 * (ours - target), *state, 0.05)
+        keras_adam.apply_gradients([(2.0 * (theirs - target), theirs)])
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-6)
+    assert float(state.t) == 30.0
+    assert np.abs(ours.numpy() - start).max() > 0.5  # it moved

@@ -1,4 +1,6 @@
 """register.nonrigid: the DDF step, the folding penalty and register_nonrigid."""
+import contextlib
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -145,3 +147,33 @@ def test_register_nonrigid_refuses_an_initial_ddf_of_another_shape():
     for bad in [np.zeros((8, 16, 16, 3)), np.zeros((1, 8, 16, 8, 3)), np.zeros((1, 8, 16, 16, 2))]:
         with pytest.raises(ValueError, match="`initial_ddf` has shape"):
             register.register_nonrigid(fixed=volume, moving=volume, initial_ddf=bad, progress=False)
+
+
+def test_ddf_steps_of_one_shape_share_one_compiled_function():
+    fixed = smooth_volume((10, 12, 12))
+    moving = np.roll(fixed, 1, axis=2)
+    options = dict(learning_rate=0.1, deform_weight=2.0, fold_weight=5.0, seed=1)
+    first, _, _ = register.make_ddf_step(fixed=fixed, moving=moving, **options)
+    first()
+    shared = nonrigid._step_function("lncc", "bending", False, False, False, True, True)
+    traces = shared.experimental_get_tracing_count()
+    # another pair of the same shape, other weights and learning rate: no new trace
+    second, field, _ = register.make_ddf_step(fixed=moving, moving=fixed, **{**options, "deform_weight": 7.0,
+                                                                              "learning_rate": 0.05})
+    before = field.numpy().copy()
+    second()
+    assert shared.experimental_get_tracing_count() == traces
+    assert np.abs(field.numpy() - before).max() > 0  # it did update its own field
+
+
+def test_register_nonrigid_compiling_ahead_does_not_change_the_result(monkeypatch):
+    fixed = smooth_volume((8, 24, 24))
+    moving = np.roll(fixed, 2, axis=2)
+    options = dict(fixed=fixed, moving=moving, levels=2, iterations=(20, 10), progress=False, seed=2)
+    ahead = register.register_nonrigid(**options)
+    phases = ahead.details["phase_seconds"]
+    assert set(phases) >= {"pyramid", "full-resolution field (upsampling, base)"}
+    assert sum(phases.values()) <= ahead.seconds + 1e-6
+    monkeypatch.setattr(nonrigid, "_compiling_ahead", lambda *args: contextlib.nullcontext())
+    plain = register.register_nonrigid(**options)
+    np.testing.assert_array_equal(ahead.ddf, plain.ddf)

@@ -37,7 +37,7 @@ from .affine import (
     sample_points,
     sampled_dissimilarity,
 )
-from .loop import CoarseToFine, LevelRun, coarse_to_fine, run_steps
+from .loop import AdamVariables, CoarseToFine, LevelRun, adam_update, coarse_to_fine, run_steps
 from .nonrigid import make_ddf_step, register_nonrigid
 from .pyramid import gaussian_pyramid, smoothing_pyramid, upsample_field
 from .files import register_files
@@ -45,6 +45,8 @@ from .files import register_files
 __all__ = [
     "register_files",
     "run_steps",
+    "adam_update",
+    "AdamVariables",
     "coarse_to_fine",
     "LevelRun",
     "CoarseToFine",

@@ -16,7 +16,52 @@ from .._checks import as_float32 as _as_float32
 from .._checks import check_rank, check_same_shape
 from .._tf import tf
 
-__all__ = ["run_steps", "coarse_to_fine", "LevelRun", "CoarseToFine"]
+__all__ = ["run_steps", "coarse_to_fine", "LevelRun", "CoarseToFine", "AdamVariables", "adam_update"]
+
+
+#: Adam's constants, Keras' defaults (``tf.keras.optimizers.Adam()``).
+ADAM_BETA_1, ADAM_BETA_2, ADAM_EPSILON = 0.9, 0.999, 1e-7
+
+
+class AdamVariables(NamedTuple):
+    """Adam's state for one variable: first and second moments ``m``, ``v`` (shaped
+    like it) and the step count ``t`` (float32 scalar), all ``tf.Variable`` at 0."""
+
+    m: tf.Variable
+    v: tf.Variable
+    t: tf.Variable
+
+    @classmethod
+    def of(cls, variable) -> "AdamVariables":
+        zeros = tf.zeros_like(variable)
+        return cls(tf.Variable(zeros), tf.Variable(zeros), tf.Variable(0.0))
+
+
+def adam_update(variable, gradient, m, v, t, learning_rate) -> None:
+    """One Adam update of ``variable`` in place (Kingma & Ba, ICLR 2015, Algorithm 1).
+
+    Keras' arithmetic, so that it gives ``tf.keras.optimizers.Adam``'s numbers:
+    ``t += 1``; ``m += (g - m)(1 - beta1)``; ``v += (g^2 - v)(1 - beta2)``;
+    ``variable -= lr sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + eps)``
+    (:data:`ADAM_BETA_1`, :data:`ADAM_BETA_2`, :data:`ADAM_EPSILON`). Written
+    out, rather than a Keras optimiser object, so that a compiled step can take
+    the state as arguments and serve every level and call of one shape.
+    (:func:`~tutorial_utils.register.make_stochastic_affine_step` keeps its own
+    Adam, the paper's form with ``epsilon = 1e-8``, inside its XLA loop.)
+
+    Parameters
+    ----------
+    variable : tf.Variable
+    gradient : tensor shaped like ``variable``
+    m, v, t : tf.Variable
+        :class:`AdamVariables` of ``variable``.
+    learning_rate : float or scalar tensor
+    """
+    t.assign_add(1.0)
+    alpha = learning_rate * tf.sqrt(1.0 - tf.pow(ADAM_BETA_2, t)) / (1.0 - tf.pow(ADAM_BETA_1, t))
+    m.assign_add((gradient - m) * (1.0 - ADAM_BETA_1))
+    v.assign_add((tf.square(gradient) - v) * (1.0 - ADAM_BETA_2))
+    variable.assign_sub(m * alpha / (tf.sqrt(v) + ADAM_EPSILON))
 
 
 def batched_pair(fixed, moving):

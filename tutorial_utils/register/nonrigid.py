@@ -8,6 +8,9 @@ to fine over a :func:`~tutorial_utils.register.gaussian_pyramid` through
 """
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import functools
 import time
 from typing import Callable, Optional, Sequence, Tuple
 
@@ -16,10 +19,10 @@ import numpy as np
 from .._checks import as_float32 as _as_float32
 from .._checks import check_rank, check_same_shape
 from .._tf import tf
-from ..losses import dissimilarity_fn, folding_penalty, local_displacement_energy
+from ..losses import dissimilarity_fn, folding_penalty, lncc, local_displacement_energy, window_moments
 from ..results import RegistrationResult
-from ..warp import Warping, integrate_velocity
-from .loop import LevelRun, batched_pair, coarse_to_fine, run_steps
+from ..warp import integrate_velocity, warp
+from .loop import AdamVariables, LevelRun, adam_update, batched_pair, coarse_to_fine, run_steps
 from .pyramid import gaussian_pyramid, upsample_field
 
 __all__ = ["make_ddf_step", "register_nonrigid"]
@@ -76,6 +79,11 @@ def make_ddf_step(
         Weight of :func:`folding_penalty` of the whole DDF (``base_ddf`` included),
         added to the loss (0: none, the original recipe).
 
+    The update is Adam (:func:`~tutorial_utils.register.adam_update`, Keras'
+    arithmetic) in one compiled function shared by every call with the same
+    settings and shapes (see ``_step_function``): a second registration of the
+    same size compiles nothing.
+
     Returns
     -------
     step : callable
@@ -95,31 +103,54 @@ def make_ddf_step(
         initial = _field_on(initial_field, size, "initial_field")
     base = None if base_ddf is None else _field_on(base_ddf, size, "base_ddf")
     field = tf.Variable(initial, name="velocity" if velocity else "ddf")
-    warping = Warping(fixed_image_size=size)
-    optimiser = tf.keras.optimizers.Adam(learning_rate)
-    # Adam's slots exist before the step is traced: a step that creates them on
-    # its first call is traced twice (seconds per level, for nothing).
-    optimiser.build([field])
+    adam = AdamVariables.of(field)
+    update = _step_function(image_loss, deform_loss, bool(include_border), bool(velocity),
+                            base is not None, bool(fold_weight), bool(jit_compile))
+    # LNCC's fixed-image window moments: computed once here, not at every step
+    moments = window_moments(fixed) if image_loss == "lncc" else ()
+    weights = tf.constant([deform_weight, fold_weight, learning_rate], tf.float32)
+
+    def step():
+        return update(field, adam.m, adam.v, adam.t, fixed, moving, base, moments, weights)
 
     def to_ddf():
         return integrate_velocity(field) if velocity else tf.identity(field)
 
+    return step, field, to_ddf
+
+
+@functools.lru_cache(maxsize=32)
+def _step_function(image_loss, deform_loss, include_border, velocity, with_base, with_folding, jit_compile):
+    """The compiled step of :func:`make_ddf_step` for these settings.
+
+    Everything that changes between calls (the field and Adam's state, the
+    images, the base, the weights and the learning rate) is an argument, so one
+    compiled function serves every pyramid level, every call and every pair of
+    the same shapes in a process (TensorFlow keeps one trace and one XLA
+    executable per shape): chapter 5 registers its test pairs, and chapter 4 runs
+    its sweep, at the cost of one compilation per shape. Cached by settings
+    (a bounded memo of functions, no state a caller can see).
+    """
+
     @tf.function(jit_compile=jit_compile, autograph=False)
-    def step():
+    def update(field, m, v, t, fixed, moving, base, moments, weights):
+        deform_weight, fold_weight, learning_rate = weights[0], weights[1], weights[2]
         with tf.GradientTape() as tape:
-            ddf = to_ddf()
-            warped = warping(inputs=[ddf if base is None else base + ddf, moving])
-            image_term = dissimilarity_fn(fixed, warped, image_loss)
+            ddf = integrate_velocity(field) if velocity else tf.identity(field)
+            whole = base + ddf if with_base else ddf
+            warped = warp(moving, whole)
+            if image_loss == "lncc":
+                image_term = tf.reduce_mean(1.0 - lncc(fixed, warped, fixed_moments=moments))
+            else:
+                image_term = dissimilarity_fn(fixed, warped, image_loss)
             deform_term = local_displacement_energy(ddf, deform_loss, include_border=include_border)
             loss = image_term + deform_weight * deform_term
-            if fold_weight:
-                whole = ddf if base is None else base + ddf
+            if with_folding:
                 loss += fold_weight * tf.reduce_mean(folding_penalty(whole))
-        gradients = tape.gradient(loss, [field])
-        optimiser.apply_gradients(zip(gradients, [field]))
+        adam_update(field, tape.gradient(loss, field), m, v, t, learning_rate)
         return loss, image_term, deform_term
 
-    return step, field, to_ddf
+    return update
 
 
 def _field_on(field, size, name):
@@ -266,8 +297,11 @@ def register_nonrigid(
         Show a progress bar per level.
     jit_compile : bool
         Compile each level's step with XLA (default): faster per step, but the
-        compilation costs seconds, more than a few tens of steps save (e.g. a
-        short instance optimisation on a CPU).
+        compilation costs seconds per shape, more than a few tens of steps save
+        (e.g. a short instance optimisation on a CPU). The compiled step is
+        shared by every call with the same shapes and settings in a process, and
+        the finer levels are compiled in a background thread while the coarsest
+        level runs (the result is the same as without).
 
     Returns
     -------
@@ -278,7 +312,11 @@ def register_nonrigid(
         iteration run; ``iterations``: ``sum(iterations)``, the steps run;
         ``seconds``: wall time of the whole call (pyramid, compilation and
         upsampling included); ``level_seconds``: per level, everything the
-        level did (upsampling, building and compiling its step, its loop).
+        level did (upsampling, building and compiling its step, its loop);
+        ``details["phase_seconds"]``: where the time went, by phase (the
+        pyramid; per level, the set-up and first step, i.e. tracing and XLA
+        compilation unless compiled ahead, then the other steps; the final
+        upsampling), so that a reader can see what to make faster.
 
     Raises
     ------
@@ -293,6 +331,7 @@ def register_nonrigid(
     size = tuple(int(s) for s in fixed.shape[1:4])
     fixed_levels = gaussian_pyramid(fixed, levels, downscale)
     moving_levels = gaussian_pyramid(moving, levels, downscale)
+    phases = {"pyramid": time.perf_counter() - start}
 
     def base_on(level_size):
         """The fixed base (affine + initial DDF) in the level's voxels, or None."""
@@ -303,6 +342,14 @@ def register_nonrigid(
             parts.append(_ddf_on_level(initial_ddf, level_size))
         return None if not parts else np.sum(parts, axis=0, dtype=np.float32)
 
+    settings = dict(learning_rate=learning_rate, image_loss=image_loss, deform_loss=deform_loss,
+                    deform_weight=deform_weight, velocity=velocity, seed=seed, include_border=include_border,
+                    fold_weight=fold_weight, jit_compile=jit_compile)
+
+    def make_step(level, field):
+        return make_ddf_step(fixed=fixed_levels[level], moving=moving_levels[level], initial_field=field,
+                             base_ddf=base_on(fixed_levels[level].shape[1:4]), **settings)
+
     def run_level(level, field):
         level_size = fixed_levels[level].shape[1:4]
         if field is not None:
@@ -311,25 +358,59 @@ def register_nonrigid(
             field = np.zeros((1,) + tuple(level_size) + (3,), np.float32)
         if iterations[level] == 0:
             return LevelRun(field, {name: [] for name in _NAMES}, 0)
-        step, variable, _ = make_ddf_step(
-            fixed=fixed_levels[level], moving=moving_levels[level],
-            learning_rate=learning_rate, image_loss=image_loss, deform_loss=deform_loss,
-            deform_weight=deform_weight, velocity=velocity, seed=seed, include_border=include_border,
-            initial_field=field, fold_weight=fold_weight, base_ddf=base_on(level_size),
-            jit_compile=jit_compile)
+        begin = time.perf_counter()
+        step, variable, _ = make_step(level, field)
+        first = []
         run = run_steps(step, iterations[level], names=_NAMES, progress=progress,
-                        description=f"level {level + 1}/{levels} {level_size}")
+                        description=f"level {level + 1}/{levels} {level_size}",
+                        callback=lambda index, values: first.append(time.perf_counter()) if index == 0 else None)
+        label = f"level {level + 1} {tuple(int(n) for n in level_size)}"
+        phases[f"{label}: set-up and first step (tracing, compilation)"] = first[0] - begin
+        phases[f"{label}: {iterations[level] - 1} more steps"] = time.perf_counter() - first[0]
         return LevelRun(variable.numpy(), run["history"], run["iterations"])
 
-    levels_run = coarse_to_fine(run_level, len(iterations), None, names=_NAMES)
+    with _compiling_ahead(make_step, fixed_levels, iterations, jit_compile):
+        levels_run = coarse_to_fine(run_level, len(iterations), None, names=_NAMES)
+    final = time.perf_counter()
     field = levels_run.state
     ddf = integrate_velocity(field).numpy() if velocity else field
     base = base_on(size)
     if base is not None:
         ddf = ddf + base
     ddf = ddf.astype(np.float32)
+    phases["full-resolution field (upsampling, base)"] = time.perf_counter() - final
     return RegistrationResult(
         method="register_nonrigid", ddf=ddf, history=levels_run.history,
         iterations=levels_run.iterations, level_seconds=levels_run.level_seconds,
-        seconds=time.perf_counter() - start,
+        seconds=time.perf_counter() - start, details={"phase_seconds": phases},
     )
+
+
+@contextlib.contextmanager
+def _compiling_ahead(make_step, fixed_levels, iterations, jit_compile):
+    """Compile the finer levels' steps in a background thread while the coarsest runs.
+
+    A level's first step costs seconds of tracing and XLA compilation, mostly
+    on one core; the step function is shared by shape (:func:`_step_function`),
+    so one throw-away step on zeros of each finer level's shape compiles it,
+    while the main thread optimises the coarser level on the other core. The
+    throw-away step has its own field and Adam state; nothing it computes is
+    used, so the result is the same as without. An error there is raised again
+    by the level's own first step, in the caller's thread.
+    """
+    finer = [level for level in range(1, len(iterations)) if iterations[level] > 0]
+    if not jit_compile or not finer:
+        yield
+        return
+
+    def warm(level):
+        zeros = np.zeros((1,) + tuple(fixed_levels[level].shape[1:4]) + (3,), np.float32)
+        make_step(level, zeros)[0]()
+
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="compile-ahead")
+    try:
+        for level in finer:
+            executor.submit(warm, level)
+        yield
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
