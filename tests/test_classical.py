@@ -5,6 +5,8 @@ moving) to the course's theta (numpy voxel indices, row vectors) is checked
 against ITK's own point mapping and against scipy.ndimage.affine_transform; the
 wrappers are checked on volumes warped with known transforms.
 """
+import importlib.util
+import io
 import subprocess
 import sys
 
@@ -305,7 +307,7 @@ def test_transformix_field_of_an_oblique_map_becomes_the_course_ddf():
         np.testing.assert_allclose(ddf[0][tuple(index)], expected, atol=1e-4)
 
 
-def phantom(shape, geometry, shift=(0.0, 0.0, 0.0)):
+def phantom(shape, geometry, shift=(0.0, 0.0, 0.0), ramp=0.02):
     """A smooth pattern defined in PHYSICAL space, f(p - shift), sampled on an image's voxels."""
     image = itk_image(np.zeros(shape), geometry)
     index = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1).reshape(-1, 3)
@@ -313,7 +315,7 @@ def phantom(shape, geometry, shift=(0.0, 0.0, 0.0)):
     points = points - np.asarray(shift)
     blobs = np.random.default_rng(7).uniform([4, -2, 6], [18, 16, 28], size=(10, 3))
     values = sum(np.exp(-np.sum((points - c) ** 2, axis=1) / (2 * 3.0 ** 2)) for c in blobs)
-    return (values + 0.02 * points[:, 0]).reshape(shape).astype(np.float32)
+    return (values + ramp * points[:, 0]).reshape(shape).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -391,3 +393,189 @@ def test_geometry_is_checked():
                                  moving_geometry={"size": (1, 1, 1)})
     with pytest.raises(ValueError, match="spacing must be positive"):
         classical.ddf_from_itk_field(np.zeros((2, 2, 2, 3)), fixed_geometry={"spacing": (1, 0, 1)})
+
+
+# ---------------------------------------------------------------- greedy (PICSL)
+needs_greedy = pytest.mark.skipif(importlib.util.find_spec("picsl_greedy") is None,
+                                  reason="picsl-greedy is not installed")
+
+
+def blob_volume(shape, count=40, sigma=2.5, seed=1, margin=6):
+    """Gaussian blobs on a ZERO background (greedy reads 0 outside the moving image)."""
+    rng = np.random.default_rng(seed)
+    index = np.indices(shape).reshape(3, -1).T
+    centres = rng.uniform(margin, np.asarray(shape) - margin, size=(count, 3))
+    weights = rng.uniform(0.5, 1.0, count)
+    values = sum(w * np.exp(-np.sum((index - c) ** 2, axis=1) / (2 * sigma ** 2)) for c, w in zip(centres, weights))
+    return values.reshape(shape).astype(np.float32)
+
+
+def run_greedy(command, **objects):
+    from picsl_greedy import Greedy3D
+
+    greedy, log = Greedy3D(), io.StringIO()
+    greedy.execute("-d 3 -V 0 " + command, out=log, err=log, **objects)
+    return greedy
+
+
+def sitk_image(volume, geometry):
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(np.ascontiguousarray(volume))
+    image.SetSpacing([float(v) for v in geometry["spacing"]])
+    image.SetOrigin([float(v) for v in geometry["origin"]])
+    image.SetDirection([float(v) for v in np.ravel(geometry["direction"])])
+    return image
+
+
+def ras_matrix(angle=0.2, translation=(2.0, -1.5, 1.0)):
+    matrix = np.eye(4)
+    matrix[:3, :3] = random_rotation(angle) @ np.diag([1.05, 0.95, 1.1])
+    matrix[:3, 3] = translation
+    return matrix
+
+
+@needs_greedy
+def test_greedy_matrix_converts_as_greedy_itself_reslices(tmp_path):
+    """A hand-set RAS matrix, oblique anisotropic grids: the field greedy composes from it
+    (-rc) and the image greedy resamples with it (-rm) agree with theta_from_greedy_matrix."""
+    import SimpleITK as sitk
+
+    matrix = ras_matrix()
+    np.savetxt(tmp_path / "affine.mat", matrix)  # greedy's text format, 4 rows, as it writes it
+    moving = smooth_volume(MOVING_SHAPE, sigma=2.0, seed=8)
+    greedy = run_greedy(f"-rf fixed -rm moving resliced -rc composed -r {tmp_path / 'affine.mat'}",
+                        fixed=sitk_image(np.zeros(FIXED_SHAPE, np.float32), FIXED_GEOMETRY),
+                        moving=sitk_image(moving, MOVING_GEOMETRY), resliced=None, composed=None)
+    theta = classical.theta_from_greedy_matrix(matrix, fixed_geometry=FIXED_GEOMETRY, moving_geometry=MOVING_GEOMETRY)
+    index = np.indices(FIXED_SHAPE).transpose(1, 2, 3, 0).reshape(-1, 3)
+    mapped = np.concatenate([index, np.ones((len(index), 1))], axis=1) @ theta[0]
+    field = sitk.GetArrayFromImage(greedy["composed"])  # LPS mm on the fixed grid, ITK (x, y, z)
+    ddf = classical.ddf_from_itk_field(field, fixed_geometry=FIXED_GEOMETRY, moving_geometry=MOVING_GEOMETRY)
+    np.testing.assert_allclose(index + ddf[0].reshape(-1, 3), mapped, atol=1e-3)
+    # greedy samples the moving image where theta says (linear interpolation both), inside it
+    resliced = sitk.GetArrayFromImage(greedy["resliced"]).reshape(-1)
+    inside = np.all((mapped > 0.5) & (mapped < np.asarray(MOVING_SHAPE) - 1.5), axis=1)
+    expected = ndimage.map_coordinates(moving.astype(np.float64), mapped.T, order=1)
+    assert inside.sum() > 1000
+    np.testing.assert_allclose(resliced[inside], expected[inside], atol=1e-4)
+
+
+@needs_greedy
+def test_greedy_warp_and_affine_compose_as_greedy_itself_does(tmp_path):
+    """greedy's own warp (a deformable run on an oblique grid, kept in memory) and a hand-set
+    RAS matrix: ddf_from_greedy_warp equals the composed field greedy writes for its reslice
+    chain ``-r warp affine`` (moving read at T(p + w(p)), not T(p) + w(p))."""
+    import SimpleITK as sitk
+
+    matrix = ras_matrix(0.3, (-1.0, 2.0, 0.5))
+    np.savetxt(tmp_path / "affine.mat", matrix)
+    fixed = blob_volume(FIXED_SHAPE, count=20, margin=4)
+    moving = ndimage.shift(fixed, (2.0, -1.5, 1.0), order=3)
+    # (the warp stays in greedy's memory: a warp FILE read after itk-elastix ran in the same
+    # process was misread, as greedy's and itk's bundled ITK libraries met)
+    greedy = run_greedy("-i fixed moving -m NCC 2x2x2 -n 20x10 -wp 0 -o warp",
+                        fixed=sitk_image(fixed, FIXED_GEOMETRY), moving=sitk_image(moving, FIXED_GEOMETRY), warp=None)
+    greedy.execute(f"-d 3 -V 0 -rf fixed -rc composed -r warp {tmp_path / 'affine.mat'}", out=io.StringIO(),
+                   err=io.StringIO(), composed=None)
+    warp = sitk.GetArrayFromImage(greedy["warp"])
+    field = sitk.GetArrayFromImage(greedy["composed"])
+    expected = classical.ddf_from_itk_field(field, fixed_geometry=FIXED_GEOMETRY, moving_geometry=MOVING_GEOMETRY)
+    ddf = classical.ddf_from_greedy_warp(warp, matrix, fixed_geometry=FIXED_GEOMETRY,
+                                         moving_geometry=MOVING_GEOMETRY)
+    assert np.abs(warp).max() > 1.5 and ddf.shape == (1,) + FIXED_SHAPE + (3,)
+    np.testing.assert_allclose(ddf, expected, atol=1e-3)
+    wrong_order = classical.ddf_from_greedy_warp(np.zeros_like(warp), matrix, fixed_geometry=FIXED_GEOMETRY,
+                                                 moving_geometry=MOVING_GEOMETRY)
+    wrong_order = wrong_order + classical.ddf_from_itk_field(warp, fixed_geometry=MOVING_GEOMETRY,
+                                                             moving_geometry=MOVING_GEOMETRY)
+    assert np.abs(wrong_order - expected).max() > 0.1  # the test tells the two orders apart
+    # the warp alone: p -> p + w(p)
+    alone = classical.ddf_from_greedy_warp(warp, fixed_geometry=FIXED_GEOMETRY, moving_geometry=FIXED_GEOMETRY)
+    np.testing.assert_allclose(alone, classical.ddf_from_itk_field(warp, fixed_geometry=FIXED_GEOMETRY,
+                                                                    moving_geometry=FIXED_GEOMETRY), atol=1e-5)
+
+
+@needs_greedy
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_greedy_affine_recovers_a_known_shift_along_each_axis(axis):
+    fixed = blob_volume((32, 32, 32))
+    shift = np.zeros(3)
+    shift[axis] = 3.0
+    moving = ndimage.shift(fixed, shift, order=3)  # moving(x) = fixed(x - s): the course's theta moves x by +s
+    result = classical.greedy_affine(fixed=fixed, moving=moving, threads=1)
+    assert result.method == "greedy affine" and result.theta.shape == (1, 4, 3)
+    theta = result.theta[0].astype(np.float64)
+    centre = (np.asarray(fixed.shape) - 1) / 2
+    np.testing.assert_allclose(np.append(centre, 1.0) @ theta - centre, shift, atol=0.3)
+    np.testing.assert_allclose(theta[:3], np.eye(3), atol=0.1)
+
+
+@needs_greedy
+def test_greedy_affine_recovers_a_known_affine_and_is_repeatable():
+    fixed = blob_volume((32, 40, 40), count=60)
+    theta_true = np.concatenate([random_rotation(0.05) @ np.diag([1.04, 0.97, 1.02]), [[1.5, -2.0, 0.8]]], 0)
+    moving = warp_with_theta(fixed, theta_true)
+    first = classical.greedy_affine(fixed=fixed, moving=moving, threads=1)
+    second = classical.greedy_affine(fixed=fixed[None], moving=moving[None], threads=1)
+    identity = np.concatenate([np.eye(3), np.zeros((1, 3))])
+    assert residual(identity, theta_true, fixed.shape) > 4.0
+    # greedy's defaults on this small phantom: 0.44 voxels (elastix: < 0.2 on its own pair)
+    assert residual(first.theta[0], theta_true, fixed.shape) < 0.8
+    np.testing.assert_array_equal(first.theta, second.theta)  # seed 1, one thread
+    assert first.details["matrix"].shape == (4, 4) and len(first.history["metric"]) == len(first.history["level"])
+
+
+@needs_greedy
+def test_greedy_deformable_field_has_the_course_sign_and_axis_order(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fixed = blob_volume((24, 32, 32), count=30)
+    moving = ndimage.shift(fixed, (0.0, 2.0, -1.0), order=3)
+    for affine_first in (True, False):
+        result = classical.greedy_deformable(fixed=fixed, moving=moving, affine_first=affine_first, threads=1)
+        assert result.ddf.shape == (1, 24, 32, 32, 3)
+        interior = result.ddf[0, 6:-6, 8:-8, 8:-8].reshape(-1, 3)
+        np.testing.assert_allclose(interior.mean(axis=0), [0.0, 2.0, -1.0], atol=0.3)
+        warped = ndimage.map_coordinates(moving, np.indices(fixed.shape) + np.moveaxis(result.ddf[0], -1, 0), order=1)
+        before = np.abs(moving - fixed)[6:-6, 8:-8, 8:-8].mean()
+        assert np.abs(warped - fixed)[6:-6, 8:-8, 8:-8].mean() < 0.3 * before
+    assert result.method == "greedy deformable" and len(result.details["commands"]) == 1
+    assert list(tmp_path.iterdir()) == []  # everything in memory
+
+
+@needs_greedy
+def test_greedy_on_oblique_images_on_different_grids():
+    """The oblique phantom seen by a moving image on another oblique grid that COVERS the
+    fixed one: greedy reads 0 outside the moving image, and on the elastix tests' moving grid
+    (half the fixed field of view outside it) its affine shrank (determinant 0.2)."""
+    geometry = dict(MOVING_GEOMETRY, origin=(-6.0, -12.0, -6.0))
+    shape, shift = (48, 40, 36), np.array([1.5, -1.0, 2.0])
+    fixed, moving = phantom(FIXED_SHAPE, FIXED_GEOMETRY, ramp=0.0), phantom(shape, geometry, shift, ramp=0.0)
+    fixed_image, moving_image = itk_image(np.zeros(FIXED_SHAPE), FIXED_GEOMETRY), itk_image(np.zeros(shape), geometry)
+    points = interior(FIXED_SHAPE)
+    expected = np.array([itk_voxel_map(i, lambda p: list(np.asarray(p) + shift), fixed_image, moving_image)
+                         for i in points])
+    affine = classical.greedy_affine(fixed=fixed, moving=moving, fixed_geometry=FIXED_GEOMETRY,
+                                     moving_geometry=moving_image, threads=1)
+    homogeneous = np.concatenate([points, np.ones((len(points), 1))], axis=1)
+    errors = np.linalg.norm(homogeneous @ affine.theta[0].astype(np.float64) - expected, axis=1)
+    assert np.mean(np.linalg.norm(points - expected, axis=1)) > 15  # the grids differ
+    assert np.mean(errors) < 0.6, np.mean(errors)  # measured 0.25
+    result = classical.greedy_deformable(fixed=fixed, moving=moving, fixed_geometry=fixed_image,
+                                         moving_geometry=geometry, threads=1)
+    errors = np.linalg.norm(points + np.array([result.ddf[0][tuple(i)] for i in points]) - expected, axis=1)
+    assert np.mean(errors) < 0.5, np.mean(errors)  # measured 0.15
+
+
+@needs_greedy
+def test_greedy_inputs_are_checked():
+    with pytest.raises(ValueError, match="`moving` has"):
+        classical.greedy_affine(fixed=np.zeros((8, 8, 8)), moving=np.zeros((8, 8, 9)))
+    with pytest.raises(ValueError, match="`initialization`"):
+        classical.greedy_affine(fixed=np.zeros((8, 8, 8)), moving=np.zeros((8, 8, 8)), initialization="moments")
+    with pytest.raises(ValueError, match="`iterations`"):
+        classical.greedy_deformable(fixed=np.zeros((8, 8, 8)), moving=np.zeros((8, 8, 8)), iterations=(10, 0))
+    with pytest.raises(ValueError, match="4x4"):
+        classical.theta_from_greedy_matrix(np.eye(3))
+    with pytest.raises(ValueError, match="`warp` has shape"):
+        classical.ddf_from_greedy_warp(np.zeros((4, 4, 4)))

@@ -1,12 +1,14 @@
 """The established tools, run on the course's arrays and returned in its conventions.
 
 elastix (through itk-elastix) is the reference classical registration package;
-scikit-image offers phase correlation (a translation) and TV-L1 optical flow
-(a dense field). The chapters and ``benchmarks/bench_classical.py`` compare the
+greedy (PICSL's fast affine and deformable registration, through its Python
+package ``picsl_greedy``) is a second one, with NCC and a greedy diffeomorphic
+update; scikit-image offers phase correlation (a translation) and TV-L1 optical
+flow (a dense field). The chapters and ``benchmarks/bench_classical.py`` compare the
 course's TensorFlow recipes with them on the same task, in the same process.
 
-NumPy only at import time: ``itk`` and ``skimage`` are imported inside the
-functions, and TensorFlow is never imported.
+NumPy only at import time: ``itk``, ``SimpleITK``, ``picsl_greedy`` and
+``skimage`` are imported inside the functions, and TensorFlow is never imported.
 
 From elastix's transform to the course's ``theta``
 --------------------------------------------------
@@ -41,10 +43,55 @@ conversion is tested in ``tests/test_classical.py`` against ITK's own mapping
 (``itk.AffineTransform``, transformix's resampling and deformation field, the
 images' index <-> physical point) on oblique, anisotropic, off-origin images.
 
+From greedy's outputs to the course's theta and DDF
+---------------------------------------------------
+Checked in greedy's source (github.com/pyushkevich/greedy, ``src/GreedyAPI.cxx``,
+``src/AffineTransformUtilities.h``, ``src/WarpFunctors.h``) and in its Python
+binding (github.com/pyushkevich/greedy_python, ``src/GreedyPythonBindings.cxx``):
+
+- greedy's affine matrix (the ``-o`` of ``-a`` mode; ``Greedy3D()[name]`` returns
+  the same 4x4 array as the file it would write) maps a point of the FIXED image
+  to the MOVING image in NIfTI's RAS physical frame, not ITK's LPS: ``q = Q p + b``
+  with ``[Q b; 0 1]`` the matrix (``MapAffineToPhysicalRASSpace``:
+  ``Q = T_mov A T_fix^-1`` with ``T = diag(-1, -1, 1) D S``, the voxel -> RAS map).
+  With ``P = diag(-1, -1, 1)`` (RAS <-> LPS, its own inverse) the ITK
+  (LPS) affine is ``A = P Q P``, ``t = P b`` -- exactly greedy's own
+  ``MapRASMatrixToITKTransform``, which flips the entries (0, 2), (1, 2), (2, 0),
+  (2, 1) and the first two translations -- and
+  :func:`~tutorial_utils.geometry.theta_from_physical_affine` converts that;
+- greedy's warp (the ``-o`` of deformable mode) is a displacement field on the
+  fixed (reference) grid in ITK's LPS millimetres, components ``(x, y, z)``
+  (``VoxelToPhysicalWarpFunctor``: the physical point of ``i + u`` minus that of
+  ``i``): ``p -> p + w(p)``. With ``-it affine`` it does NOT contain the affine:
+  the moving image is read at ``T(p + w(p))`` (the reslice chain ``-r warp
+  affine``, ``ReadTransformChain``/``MapRASAffineToPhysicalWarp``), and
+  :func:`ddf_from_greedy_warp` composes the two before
+  :func:`~tutorial_utils.geometry.ddf_from_physical_field`;
+- greedy saves warps rounded to ``-wp`` voxels (default 0.1, also for warps
+  returned in memory); the adapters pass ``-wp 0`` so the field is not
+  quantised (a 0.1-voxel staircase would show up in the Jacobian and folding
+  counts).
+
+Both conversions are tested against greedy's own reslicing: the image greedy
+resamples with its matrix (``-rf/-rm/-r``) equals SciPy's resampling with the
+converted ``theta``, and the composed field greedy writes (``-rc``) for its warp
+and an affine equals :func:`ddf_from_greedy_warp`'s, on oblique, anisotropic
+grids (``tests/test_classical.py``). The adapters hand images, the affine and the
+warp to greedy and back in memory (``Greedy3D``'s cache), never through files:
+in a process where itk-elastix had run, greedy misread a warp FILE (its bundled
+ITK and itk's libraries meet in one process), while its in-memory runs were
+unaffected (every greedy test also passes after the elastix ones).
+
 Determinism: elastix's random-coordinate sampler draws from a generator with a
 fixed default seed, so repeated runs in the same setting give identical
 parameters (checked by a test; measured on the chapter 3 task too). Logging to
-the console and to files is switched off.
+the console and to files is switched off. greedy draws its initial jitter and
+sampling noise from a generator seeded by ``-seed`` (stochastic by default); the
+adapters pass ``seed=1``, which makes single-threaded runs repeatable; with
+several threads greedy's sums are reduced in varying order and the result
+varies in the last digits. Its console output is captured (``-V 0``, and the
+binding's ``out``/``err`` streams; L-BFGS's own "LINE SEARCH FAILED" notes are
+printed by C code straight to the process's standard output and still appear).
 """
 from __future__ import annotations
 
@@ -54,7 +101,8 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from .geometry import Geometry, as_geometry, ddf_from_physical_field, theta_from_physical_affine
+from .geometry import (Geometry, as_geometry, ddf_from_physical_field, index_to_physical,
+                       theta_from_physical_affine)
 from .results import RegistrationResult
 
 __all__ = [
@@ -62,6 +110,10 @@ __all__ = [
     "ddf_from_itk_field",
     "elastix_affine",
     "elastix_bspline",
+    "theta_from_greedy_matrix",
+    "ddf_from_greedy_warp",
+    "greedy_affine",
+    "greedy_deformable",
     "phase_correlation_shift",
     "optical_flow_tvl1",
 ]
@@ -322,6 +374,274 @@ def elastix_bspline(*, fixed, moving, affine_first: bool = True, threads: Option
     name = "elastix affine + B-spline" if affine_first else "elastix B-spline"
     return RegistrationResult(method=name, seconds=time.perf_counter() - start, ddf=ddf,
                               details={"parameter_maps": maps})
+
+
+# ---------------------------------------------------------------- greedy (PICSL)
+#: RAS <-> LPS: NIfTI's x and y axes point the other way from ITK's (its own inverse).
+_RAS_LPS = np.diag([-1.0, -1.0, 1.0])
+
+
+def _lps_affine(matrix) -> tuple:
+    """ITK (LPS) ``(A, t)`` of greedy's 4x4 RAS matrix: ``A = P Q P``, ``t = P b``."""
+    matrix = np.asarray(matrix, np.float64)
+    if matrix.shape != (4, 4) or not np.all(np.isfinite(matrix)):
+        raise ValueError(f"greedy's affine has shape {matrix.shape}; it needs a finite 4x4 matrix "
+                         "(as greedy writes it, or Greedy3D()[name] returns it).")
+    return _RAS_LPS @ matrix[:3, :3] @ _RAS_LPS, _RAS_LPS @ matrix[:3, 3]
+
+
+def theta_from_greedy_matrix(matrix, *, fixed_geometry=None, moving_geometry=None) -> np.ndarray:
+    """Convert greedy's affine matrix (RAS, fixed -> moving) to the course's ``theta``.
+
+    See the module docstring: greedy's matrix ``[Q b; 0 1]`` maps a fixed point to a
+    moving point in RAS millimetres; in ITK's LPS frame that is ``A = P Q P``,
+    ``t = P b`` with ``P = diag(-1, -1, 1)``.
+
+    Parameters
+    ----------
+    matrix : array ``(4, 4)``
+        What ``greedy -a ... -o file.mat`` writes (a text file of 4 rows) or
+        ``Greedy3D()[name]`` returns.
+    fixed_geometry, moving_geometry : Geometry, dict or ITK/SimpleITK image, optional
+        The grids the registration ran on (see :func:`elastix_affine`); default: unit
+        spacing, zero origin, identity direction.
+
+    Returns
+    -------
+    ndarray ``(1, 4, 3)`` float64: fixed voxel (numpy index order) -> moving voxel,
+    ``[i, 1] @ theta``.
+
+    Examples
+    --------
+    >>> shift = np.eye(4); shift[0, 3] = 3.0          # 3 mm toward the patient's RIGHT (RAS x)
+    >>> theta_from_greedy_matrix(shift)[0, 3].tolist()   # = -3 along ITK's x = numpy's last axis
+    [0.0, 0.0, -3.0]
+    """
+    matrix, translation = _lps_affine(matrix)
+    return theta_from_physical_affine(matrix, translation, fixed_geometry=_geometry(fixed_geometry, "fixed_geometry"),
+                                      moving_geometry=_geometry(moving_geometry, "moving_geometry"))
+
+
+def ddf_from_greedy_warp(warp, affine=None, *, fixed_geometry=None, moving_geometry=None) -> np.ndarray:
+    """The course's DDF of greedy's warp, composed with the affine it was run on (``-it``).
+
+    Parameters
+    ----------
+    warp : array ``(d1, d2, d3, 3)``
+        greedy's deformable output on the fixed grid (``SimpleITK.GetArrayFromImage``
+        of ``Greedy3D()[name]``, or of the file ``-o`` writes): ``w(p)``, LPS mm,
+        components in ITK's ``(x, y, z)`` order.
+    affine : array ``(4, 4)``, optional
+        greedy's RAS matrix that the deformable run was given with ``-it``; the
+        full map is then ``p -> T(p + w(p))`` (greedy's ``-r warp affine``).
+        Default: the warp alone, ``p -> p + w(p)``.
+    fixed_geometry, moving_geometry : Geometry, dict or ITK/SimpleITK image, optional
+        As for :func:`elastix_affine`.
+
+    Returns
+    -------
+    ndarray ``(1, d1, d2, d3, 3)`` float32: moving voxel minus fixed voxel (numpy
+    index order), for ``warp.warp(moving, ddf)``.
+
+    Examples
+    --------
+    >>> w = np.zeros((2, 3, 4, 3)); w[..., 0] = 2.0          # 2 mm along ITK x (LPS)
+    >>> ddf_from_greedy_warp(w, fixed_geometry={"spacing": [2, 1, 1]},
+    ...                      moving_geometry={"spacing": [2, 1, 1]})[0, 0, 0, 0].tolist()
+    [0.0, 0.0, 1.0]
+    """
+    warp = np.asarray(warp, np.float64)
+    if warp.ndim != 4 or warp.shape[-1] != 3:
+        raise ValueError(f"`warp` has shape {warp.shape}; it needs (d1, d2, d3, 3) (greedy's warp as an array).")
+    fixed, moving = _geometry(fixed_geometry, "fixed_geometry"), _geometry(moving_geometry, "moving_geometry")
+    field = warp
+    if affine is not None:
+        matrix, translation = _lps_affine(affine)
+        points = index_to_physical(np.indices(warp.shape[:3]).transpose(1, 2, 3, 0), fixed)
+        field = (points + warp) @ matrix.T + translation - points
+    return ddf_from_physical_field(field, fixed_geometry=fixed, moving_geometry=moving)
+
+
+def _sitk_image(volume, geometry):
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(volume)  # SimpleITK size (d3, d2, d1): index order reversed
+    image.SetSpacing([float(v) for v in geometry.spacing])
+    image.SetOrigin([float(v) for v in geometry.origin])
+    image.SetDirection([float(v) for v in np.ravel(geometry.direction)])  # row by row, as SimpleITK takes it
+    return image
+
+
+def _greedy_flags(threads: Optional[int], seed: int) -> str:
+    threads = "" if threads is None else f" -threads {int(threads)}"
+    return f"-d 3 -V 0 -seed {int(seed)}{threads}"
+
+
+def _iterations(iterations) -> str:
+    counts = [int(n) for n in np.atleast_1d(iterations)]
+    if not counts or min(counts) < 1:  # a level of 0 iterations crashed the process (picsl-greedy 1.4.0.3)
+        raise ValueError(f"`iterations` is {iterations!r}; it needs one count (>= 1) per level, coarsest first.")
+    return "x".join(str(n) for n in counts)
+
+
+def _run_greedy(greedy, command: str, **objects) -> str:
+    """One ``greedy`` command on in-memory objects; its captured console text."""
+    import io
+
+    log = io.StringIO()
+    greedy.execute(command, out=log, err=log, **objects)
+    return log.getvalue()
+
+
+def _metric_history(greedy) -> Dict[str, list]:
+    """greedy's metric log (one value per metric evaluation) and the pyramid level of each."""
+    levels = greedy.metric_log()
+    metric = [float(v) for level in levels for v in np.ravel(level["TotalPerPixelMetric"])]
+    level = [float(k) for k, entries in enumerate(levels) for _ in np.ravel(entries["TotalPerPixelMetric"])]
+    return {"metric": metric, "level": level}
+
+
+_GREEDY_INIT = {"identity": "-ia-identity", "image-centers": "-ia-image-centers"}
+
+
+def _greedy_affine_command(metric: str, iterations, dof: int, initialization: str, flags: str) -> str:
+    if initialization not in _GREEDY_INIT:
+        raise ValueError(f"`initialization` is {initialization!r}; it needs one of {sorted(_GREEDY_INIT)}.")
+    return (f"{flags} -i fixed_image moving_image -a -dof {int(dof)} -m {metric} "
+            f"-n {_iterations(iterations)} {_GREEDY_INIT[initialization]} -o affine_matrix")
+
+
+def greedy_affine(*, fixed, moving, metric: str = "NCC 2x2x2", iterations=(100, 50, 10), dof: int = 12,
+                  initialization: str = "identity", seed: int = 1, threads: Optional[int] = None,
+                  fixed_geometry=None, moving_geometry=None) -> RegistrationResult:
+    """greedy's affine registration (``-a``) with PICSL's usual settings, as a course ``theta``.
+
+    The command, as in greedy's documentation and PICSL's examples: ``-a -dof 12 -m
+    NCC 2x2x2 -n 100x50x10`` (normalised cross-correlation over 5x5x5-voxel
+    windows, L-BFGS, three pyramid levels of at most 100, 50 and 10 iterations,
+    coarsest first) and ``-ia-identity`` (greedy's default start: the identity in
+    physical space, i.e. trust the images' geometry; ``"image-centers"``
+    (``-ia-image-centers``) instead matches the two images' centres, the same on
+    one grid).
+
+    greedy reads 0 outside the moving image (in affine mode too), so the moving
+    image should cover the fixed one: on an oblique pair whose moving grid leaves
+    half of the fixed field of view outside, its NCC and SSD affines shrank
+    (determinant about 0.2; ``tests/test_classical.py``), where elastix, which
+    counts only the overlap, did not.
+
+    Parameters
+    ----------
+    fixed, moving : array ``(d1, d2, d3)`` or ``(1, d1, d2, d3)``
+        Same shape, unless their geometry is given.
+    metric : str
+        greedy's ``-m`` argument (``"NCC 2x2x2"``, ``"SSD"``, ``"NMI"``, ``"MI"``).
+    iterations : sequence of int
+        Iterations per pyramid level, coarsest first (``-n``).
+    dof : int
+        6 (rigid) or 12 (affine).
+    initialization : ``"identity"`` or ``"image-centers"``
+    seed : int
+        ``-seed``: greedy's generator (its start jitter); 0 = greedy's default, a
+        new seed every run.
+    threads : int, optional
+        ``-threads``; default: greedy's (all cores).
+    fixed_geometry, moving_geometry : Geometry, dict or ITK/SimpleITK image, optional
+        Where each volume lies (see :func:`elastix_affine`); default: unit spacing,
+        zero origin, identity direction.
+
+    Returns
+    -------
+    RegistrationResult
+        ``theta`` ``(1, 4, 3)``: fixed voxels -> moving voxels (``warp_grid``'s
+        convention), via :func:`theta_from_greedy_matrix`; ``seconds`` (wall time:
+        image wrapping, greedy, conversion); ``method`` ``"greedy affine"``;
+        ``history`` (greedy's metric per evaluation, ``"level"`` of each);
+        ``details``: ``"matrix"`` (greedy's 4x4 RAS matrix), ``"command"``, ``"log"``.
+
+    Raises
+    ------
+    ValueError
+        For volumes that are not 3-D, not finite, of different shapes without
+        geometry, a malformed geometry or an unknown ``initialization``.
+    """
+    from picsl_greedy import Greedy3D
+
+    fixed, moving, *geometries = _elastix_inputs(fixed, moving, fixed_geometry, moving_geometry)
+    command = _greedy_affine_command(metric, iterations, dof, initialization, _greedy_flags(threads, seed))
+    start = time.perf_counter()
+    greedy = Greedy3D()
+    log = _run_greedy(greedy, command, fixed_image=_sitk_image(fixed, geometries[0]),
+                      moving_image=_sitk_image(moving, geometries[1]), affine_matrix=None)
+    matrix = np.array(greedy["affine_matrix"], np.float64)
+    theta = theta_from_greedy_matrix(matrix, fixed_geometry=geometries[0], moving_geometry=geometries[1])
+    return RegistrationResult(method="greedy affine", seconds=time.perf_counter() - start, theta=theta,
+                              history=_metric_history(greedy),
+                              details={"matrix": matrix, "command": command, "log": log})
+
+
+def greedy_deformable(*, fixed, moving, affine_first: bool = True, metric: str = "NCC 2x2x2",
+                      iterations=(100, 50, 10), affine_iterations=(100, 50, 10), seed: int = 1,
+                      threads: Optional[int] = None, fixed_geometry=None, moving_geometry=None) -> RegistrationResult:
+    """greedy's deformable registration (its default mode), after its affine, as a course DDF.
+
+    The commands, as in greedy's documentation and PICSL's examples: the affine of
+    :func:`greedy_affine` (``-a -dof 12 -m NCC 2x2x2 -n 100x50x10``), then
+    ``-m NCC 2x2x2 -n 100x50x10 -it affine`` with greedy's default regularisation
+    (``-s 1.732vox 0.7071vox``: Gaussian smoothing of the update and of the
+    field, greedy's defaults) and ``-wp 0`` (the warp not rounded, see the module
+    docstring). Both run in one ``Greedy3D`` object, the affine handed over in
+    memory.
+
+    Parameters
+    ----------
+    fixed, moving : array ``(d1, d2, d3)`` or ``(1, d1, d2, d3)``
+        Same shape, unless their geometry is given.
+    affine_first : bool
+        Run the affine first and the deformable stage on top (``-it``); False runs
+        the deformable stage alone (from the identity in physical space).
+    metric : str
+        ``-m`` of both stages.
+    iterations, affine_iterations : sequence of int
+        Iterations per pyramid level, coarsest first, of the deformable and the
+        affine stage.
+    seed, threads, fixed_geometry, moving_geometry
+        See :func:`greedy_affine`.
+
+    Returns
+    -------
+    RegistrationResult
+        ``ddf`` ``(1, d1, d2, d3, 3)`` in voxels on the fixed grid, pointing to moving
+        voxels (``warp.warp(moving, ddf)``): the affine and the warp composed,
+        :func:`ddf_from_greedy_warp`; ``seconds`` (wall time of both stages and the
+        conversion); ``method``; ``history`` (the deformable stage's metric per
+        iteration, ``"level"`` of each); ``details``: ``"matrix"`` (the affine, RAS,
+        or None), ``"stage_seconds"``, ``"commands"``, ``"log"``.
+    """
+    import SimpleITK as sitk
+    from picsl_greedy import Greedy3D
+
+    fixed, moving, *geometries = _elastix_inputs(fixed, moving, fixed_geometry, moving_geometry)
+    flags = _greedy_flags(threads, seed)
+    commands = [_greedy_affine_command(metric, affine_iterations, 12, "identity", flags)] if affine_first else []
+    commands.append(f"{flags} -i fixed_image moving_image{' -it affine_matrix' if affine_first else ''} "
+                    f"-m {metric} -n {_iterations(iterations)} -wp 0 -o warp_field")
+    start = time.perf_counter()
+    greedy, stage_seconds, log = Greedy3D(), [], ""
+    images = {"fixed_image": _sitk_image(fixed, geometries[0]), "moving_image": _sitk_image(moving, geometries[1]),
+              "affine_matrix": None, "warp_field": None}
+    for command in commands:
+        log += _run_greedy(greedy, command, **images)
+        images = {}  # the images and the affine stay in the object's cache
+        stage_seconds.append(time.perf_counter() - start - sum(stage_seconds))
+    matrix = np.array(greedy["affine_matrix"], np.float64) if affine_first else None
+    warp = sitk.GetArrayFromImage(greedy["warp_field"])
+    ddf = ddf_from_greedy_warp(warp, matrix, fixed_geometry=geometries[0], moving_geometry=geometries[1])
+    name = "greedy affine + deformable" if affine_first else "greedy deformable"
+    return RegistrationResult(method=name, seconds=time.perf_counter() - start, ddf=ddf,
+                              history=_metric_history(greedy),
+                              details={"matrix": matrix, "stage_seconds": stage_seconds, "commands": commands,
+                                       "log": log})
 
 
 def phase_correlation_shift(*, fixed, moving, as_ddf: bool = False, upsample_factor: int = 10) -> RegistrationResult:
