@@ -439,7 +439,7 @@ def _check_resumable(checkpoint: "TrainingCheckpoint", record: dict) -> None:
 
 
 HISTORY_KEYS = ("train_total", "train_image", "train_label", "train_deform",
-                "valid_total", "valid_dice", "seconds")
+                "valid_total", "valid_dice", "seconds", "train_seconds", "valid_seconds")
 
 
 def _make_train_step(model, optimiser, config: LossConfig, strategy, batch_size: int):
@@ -525,12 +525,15 @@ def _check_fit_inputs(train, valid, *, epochs, batch_size) -> Dict[str, np.ndarr
     return arrays
 
 
-def _record_epoch(history, terms, validation, seconds) -> None:
+def _record_epoch(history, terms, validation, phases) -> None:
+    """Append one epoch: its mean terms, its validation and its seconds, by phase and in all."""
     for name in ("total", "image", "label", "deform"):
         history[f"train_{name}"].append(terms[name])
     history["valid_total"].append(validation["total"])
     history["valid_dice"].append(validation["dice"])
-    history["seconds"].append(seconds)
+    for name, seconds in phases.items():  # a history restored from an older run may lack them
+        history.setdefault(f"{name}_seconds", []).append(seconds)
+    history["seconds"].append(sum(phases.values()))
 
 
 def fit(model: tf.keras.Model, *, train, valid, config: LossConfig, epochs: int, batch_size: int = 2,
@@ -580,7 +583,9 @@ def fit(model: tf.keras.Model, *, train, valid, config: LossConfig, epochs: int,
     -------
     dict of lists, one value per epoch: ``train_total``, ``train_image``,
     ``train_label``, ``train_deform``, ``valid_total``, ``valid_dice``, ``seconds``
-    (wall time of each epoch, its validation included).
+    (wall time of each epoch, its validation included, its checkpoint not), split
+    into ``train_seconds`` (augmentation and the steps; the first epoch's includes
+    tracing and compiling the step) and ``valid_seconds``.
 
     Raises
     ------
@@ -609,11 +614,13 @@ def fit(model: tf.keras.Model, *, train, valid, config: LossConfig, epochs: int,
     bar = progress_bar(range(start, int(epochs)), total=int(epochs), initial=start,
                        description=description, disable=not progress)
     for epoch in bar:
-        started = time.perf_counter()
+        times = [time.perf_counter()]
         terms = _train_epoch(train_step, arrays, strategy, batch_size=int(batch_size),
                              augment_scale=augment_scale, seed=seed, epoch=epoch)
+        times.append(time.perf_counter())
         validation = evaluate_pairs(model, valid, config)
-        _record_epoch(history, terms, validation, time.perf_counter() - started)
+        times.append(time.perf_counter())
+        _record_epoch(history, terms, validation, {"train": times[1] - times[0], "valid": times[2] - times[1]})
         if checkpoint is not None:
             checkpoint.save(epoch + 1, history, config, run=record)
         bar.set_postfix(loss=terms["total"], valid_dice=validation["dice"])
