@@ -21,7 +21,9 @@ timing, as TensorFlow's import is not counted either.
 
 Every method's result is a ``results.RegistrationResult``; each task's rows are
 ``results.compare``'s table. Prints on stdout, one JSON object a line: one per
-row; the per-level wall times of the course's methods (``level_seconds``, where
+row; the per-level wall times of the course's methods (``level_seconds``, and
+``phase_seconds`` for the nonrigid pipeline: pyramid, each level's set-up and first
+step (tracing, compilation) and its other steps, the final upsampling, where
 the method measured them); then two ratio lines per task, the course against the
 best OTHER tool on each axis, named in the line: the fastest one (seconds) and
 the most accurate one (affine: lowest mean residual; prostate: highest Dice). The
@@ -72,6 +74,9 @@ def report(task, runs, score):
             levels = runs[name].level_seconds
             emit({"task": task, "method": name, "level_seconds": [round(float(v), 3) for v in levels],
                   "levels_total": float(sum(levels)), "seconds": float(runs[name].seconds)})
+        phases = runs[name].details.get("phase_seconds") if name in runs else None
+        if phases:  # where the time went (register_nonrigid): pyramid, each level's compilation and steps
+            emit({"task": task, "method": name, "phase_seconds": {k: round(float(v), 3) for k, v in phases.items()}})
     print(table, file=sys.stderr, flush=True)
     return rows
 

@@ -579,3 +579,16 @@ def test_greedy_inputs_are_checked():
         classical.theta_from_greedy_matrix(np.eye(3))
     with pytest.raises(ValueError, match="`warp` has shape"):
         classical.ddf_from_greedy_warp(np.zeros((4, 4, 4)))
+
+
+def test_what_c_code_prints_during_greedy_goes_into_its_log_not_the_console(capfd):
+    import ctypes
+    import io
+
+    log = io.StringIO()
+    with classical._process_stdout_into(log):
+        ctypes.CDLL(None).printf(b"LINE SEARCH FAILED (a C printf)\n")
+    print("after", flush=True)
+    assert "LINE SEARCH FAILED (a C printf)" in log.getvalue()
+    out = capfd.readouterr().out
+    assert "LINE SEARCH" not in out and "after" in out

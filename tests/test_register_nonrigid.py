@@ -155,7 +155,7 @@ def test_ddf_steps_of_one_shape_share_one_compiled_function():
     options = dict(learning_rate=0.1, deform_weight=2.0, fold_weight=5.0, seed=1)
     first, _, _ = register.make_ddf_step(fixed=fixed, moving=moving, **options)
     first()
-    shared = nonrigid._step_function("lncc", "bending", False, False, False, True, True)
+    shared = nonrigid._step_function("lncc", "bending", False, False, True, True)
     traces = shared.experimental_get_tracing_count()
     # another pair of the same shape, other weights and learning rate: no new trace
     second, field, _ = register.make_ddf_step(fixed=moving, moving=fixed, **{**options, "deform_weight": 7.0,

@@ -90,11 +90,15 @@ sampling noise from a generator seeded by ``-seed`` (stochastic by default); the
 adapters pass ``seed=1``, which makes single-threaded runs repeatable; with
 several threads greedy's sums are reduced in varying order and the result
 varies in the last digits. Its console output is captured (``-V 0``, and the
-binding's ``out``/``err`` streams; L-BFGS's own "LINE SEARCH FAILED" notes are
-printed by C code straight to the process's standard output and still appear).
+binding's ``out``/``err`` streams, and what its L-BFGS line search prints from
+C straight to the process's standard output, e.g. "LINE SEARCH FAILED": see
+``_process_stdout_into``); it is kept in the result's ``details``.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import tempfile
 import time
 from typing import Dict, Optional
@@ -489,8 +493,36 @@ def _run_greedy(greedy, command: str, **objects) -> str:
     import io
 
     log = io.StringIO()
-    greedy.execute(command, out=log, err=log, **objects)
+    with _process_stdout_into(log):
+        greedy.execute(command, out=log, err=log, **objects)
     return log.getvalue()
+
+
+@contextlib.contextmanager
+def _process_stdout_into(log):
+    """Send what C code writes to the process's standard output (file descriptor 1)
+    into ``log`` for the duration, then restore it.
+
+    greedy's L-BFGS line search reports a failed line search with C's ``printf``,
+    past the binding's ``out`` stream; in a notebook that line lands in the cell's
+    output. C's buffer is flushed before descriptor 1 is restored, so nothing of
+    it appears later. (Descriptor 1 is the process's: Python's own ``print`` from
+    another thread during the call would be captured too.)
+    """
+    import ctypes
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        try:
+            yield
+        finally:
+            ctypes.CDLL(None).fflush(None)
+            os.dup2(saved, 1)
+            os.close(saved)
+            sink.seek(0)
+            log.write(sink.read().decode(errors="replace"))
 
 
 def _metric_history(greedy) -> Dict[str, list]:

@@ -101,11 +101,13 @@ def make_ddf_step(
         )
     else:
         initial = _field_on(initial_field, size, "initial_field")
-    base = None if base_ddf is None else _field_on(base_ddf, size, "base_ddf")
+    # no base: zeros, so that a registration without one and a refinement of a given
+    # field (instance optimisation) share one compiled step per shape
+    base = tf.zeros((1,) + size + (3,)) if base_ddf is None else _field_on(base_ddf, size, "base_ddf")
     field = tf.Variable(initial, name="velocity" if velocity else "ddf")
     adam = AdamVariables.of(field)
     update = _step_function(image_loss, deform_loss, bool(include_border), bool(velocity),
-                            base is not None, bool(fold_weight), bool(jit_compile))
+                            bool(fold_weight), bool(jit_compile))
     # LNCC's fixed-image window moments: computed once here, not at every step
     moments = window_moments(fixed) if image_loss == "lncc" else ()
     weights = tf.constant([deform_weight, fold_weight, learning_rate], tf.float32)
@@ -120,7 +122,7 @@ def make_ddf_step(
 
 
 @functools.lru_cache(maxsize=32)
-def _step_function(image_loss, deform_loss, include_border, velocity, with_base, with_folding, jit_compile):
+def _step_function(image_loss, deform_loss, include_border, velocity, with_folding, jit_compile):
     """The compiled step of :func:`make_ddf_step` for these settings.
 
     Everything that changes between calls (the field and Adam's state, the
@@ -137,7 +139,7 @@ def _step_function(image_loss, deform_loss, include_border, velocity, with_base,
         deform_weight, fold_weight, learning_rate = weights[0], weights[1], weights[2]
         with tf.GradientTape() as tape:
             ddf = integrate_velocity(field) if velocity else tf.identity(field)
-            whole = base + ddf if with_base else ddf
+            whole = base + ddf
             warped = warp(moving, whole)
             if image_loss == "lncc":
                 image_term = tf.reduce_mean(1.0 - lncc(fixed, warped, fixed_moments=moments))
@@ -242,7 +244,7 @@ def register_nonrigid(
     deform_weight: float = 2.5,
     include_border: bool = True,
     velocity: bool = False,
-    fold_weight: float = 10.0,
+    fold_weight: float = 30.0,
     seed: int = 0,
     progress: bool = True,
     jit_compile: bool = True,
@@ -291,7 +293,7 @@ def register_nonrigid(
     learning_rate, image_loss, deform_loss, deform_weight, velocity, fold_weight
         As in :func:`make_ddf_step`, the same at every level (the penalty is in
         each level's voxels). The defaults (bending 2.5 at every voxel, folding
-        hinge 10) are chapter 4's recipe.
+        hinge 30) are chapter 4's recipe.
     include_border : bool
         Penalise the deformation at the border too (default; see
         :func:`~tutorial_utils.losses.bending_energy`).
