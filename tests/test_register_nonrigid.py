@@ -57,6 +57,7 @@ def test_affine_on_a_level_upsamples_to_warps_affine_ddf():
     np.testing.assert_allclose(register.upsample_field(coarse, size), expected, atol=1e-4)
 
 
+@pytest.mark.slow  # deselected under the lowest TensorFlow (scripts/test_colab.sh)
 def test_register_nonrigid_recovers_a_smooth_deformation_with_affine_base():
     size = (8, 32, 32)
     fixed = smooth_volume(size, 2.5)
@@ -92,6 +93,7 @@ def test_register_nonrigid_refuses_a_wrong_schedule():
         register.register_nonrigid(fixed=volume, moving=volume[:, :4])
 
 
+@pytest.mark.slow  # deselected under the lowest TensorFlow (scripts/test_colab.sh)
 def test_register_nonrigid_reports_what_ran():
     """iterations = the steps run; history one entry per step, labelled by level; every level
     (a 0-iteration one upsamples) timed; seconds cover the whole call."""
@@ -129,6 +131,7 @@ def test_ddf_on_a_level_of_an_affine_ddf_is_the_affine_on_that_level():
         np.testing.assert_allclose(got, nonrigid._affine_ddf_on_level(theta, size, level), atol=1e-4)
 
 
+@pytest.mark.slow  # deselected under the lowest TensorFlow (scripts/test_colab.sh)
 def test_register_nonrigid_keeps_a_base_that_is_already_the_answer():
     size = (8, 32, 32)
     fixed = smooth_volume(size, 2.5)
