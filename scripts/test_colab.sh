@@ -11,7 +11,8 @@
 #   install line, tag, extra or manifest fails the run.
 # - Data come from TUTORIAL_DATA_MIRROR; colab_check.py also checks that with no
 #   mirror the installed data layer fetches the manifest's URLs.
-# - The unit tests then run once more under that lowest TensorFlow.
+# - The unit tests of the TensorFlow modules then run once more under that lowest
+#   TensorFlow, except those marked slow (see 4. below).
 #
 # Usage: bash scripts/test_colab.sh [chapter notebook, default 01_introduction]
 # Needs: python3.11 (or $PYTHON), git, PyPI, TUTORIAL_DATA_MIRROR.
@@ -72,8 +73,13 @@ unset GIT_CONFIG_COUNT GIT_CONFIG_KEY_0 GIT_CONFIG_VALUE_0
 # with it. The others (data, viz, classical, geometry, points, ...) do not depend on
 # TensorFlow's version and ran in scripts/test.sh; the files-in, files-out command's
 # tests run the same registration functions as test_register_*.py, slowly, and run there.
+# Tests marked `slow` (tests/conftest.py: end-to-end registration runs on synthetic
+# pairs) are deselected here: what they are made of (each loss and its gradient, warping,
+# the XLA steps against the graph steps, the optimiser's bookkeeping, training and its
+# checkpoints, global state) is tested under this TensorFlow by the fast tests, and they
+# ran under the pinned TensorFlow in scripts/test.sh.
 units=$(grep -l -E "import tensorflow|tutorial_utils import .*(warp|losses|register|network|training)|tutorial_utils\.(warp|losses|register|network|training)" tests/test_*.py \
   | grep -v -e test_register_cli -e test_images)
 start=$(date +%s)
-(cd "$work/repository" && "$VENV/bin/python" -m pytest -q -p no:cacheprovider $units)
+(cd "$work/repository" && "$VENV/bin/python" -m pytest -q -p no:cacheprovider -m "not slow" --durations=10 $units)
 echo "colab: unit tests under TensorFlow $TF_INSTALLED took $(( $(date +%s) - start )) s"

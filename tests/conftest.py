@@ -6,6 +6,16 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "slow: an end-to-end registration run (seconds on CI's 2-core machine) whose every part is "
+        "also tested on its own by fast tests; scripts/test.sh runs it, scripts/test_colab.sh "
+        "(the unit tests again under the lowest TensorFlow) deselects it with -m 'not slow'",
+    )
+
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 MIRROR = SHARED_DATA / "example-data"

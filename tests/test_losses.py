@@ -61,6 +61,14 @@ def batch(volume):
     return volume[None]
 
 
+def compute_gradient(fn, xs, delta):
+    """``tf.test.compute_gradient`` of ``fn`` traced once (``tf.function``, no XLA): the same
+    registered gradients against the same central differences, but each of the
+    ~2 x (input size) evaluations is one graph call instead of dozens of eager ops
+    (the border-aware bending energy: 33 -> 4 CPU seconds)."""
+    return tf.test.compute_gradient(tf.function(fn), xs, delta=delta)
+
+
 # ---------------------------------------------------------------- intensity
 def test_ssd_matches_numpy_and_is_zero_for_identical():
     true, pred = smooth_image((8, 9, 10)), smooth_image((8, 9, 10))
@@ -239,7 +247,7 @@ def test_image_and_label_loss_gradients_match_finite_differences(name):
     true = tf.constant(smooth_image((5, 5, 5))[None])
     pred = tf.constant(np.clip(smooth_image((5, 5, 5)), 0.05, 0.95)[None])
     fn = GRADIENT_CASES[name]
-    theoretical, numerical = tf.test.compute_gradient(lambda p: fn(true, p), [pred], delta=1e-3)
+    theoretical, numerical = compute_gradient(lambda p: fn(true, p), [pred], delta=1e-3)
     scale = max(1e-3, np.abs(numerical[0]).max())
     np.testing.assert_allclose(theoretical[0], numerical[0], atol=0.02 * scale)
 
@@ -252,7 +260,7 @@ def test_deformation_gradients_match_finite_differences(name):
     slopes = rng.choice([-1.0, 1.0], (3, 3)) * rng.uniform(0.5, 1.0, (3, 3))
     grid = np.stack(np.meshgrid(*[np.arange(6.0)] * 3, indexing="ij"), -1)
     ddf = tf.constant((grid @ slopes + 0.05 * rng.standard_normal(grid.shape))[None].astype(np.float32))
-    theoretical, numerical = tf.test.compute_gradient(
+    theoretical, numerical = compute_gradient(
         lambda d: losses.local_displacement_energy(d, name), [ddf], delta=1e-3
     )
     scale = np.abs(numerical[0]).max()
@@ -574,7 +582,7 @@ def test_border_aware_gradients_match_finite_differences(which):
         fn = lambda d: losses.gradient_norm(d, which, include_border=True)  # noqa: E731
     # both penalties are quadratic or piecewise linear (away from kinks), so a larger
     # step is exact and keeps float32 rounding of the mean out of the comparison
-    theoretical, numerical = tf.test.compute_gradient(fn, [ddf], delta=1e-2)
+    theoretical, numerical = compute_gradient(fn, [ddf], delta=1e-2)
     scale = np.abs(numerical[0]).max()
     np.testing.assert_allclose(theoretical[0], numerical[0], atol=0.02 * scale)
 
@@ -683,7 +691,7 @@ def test_folding_penalty_gradient_matches_finite_differences():
     gaps = np.diff(dets) * (dets[:-1] > 0.0) * (dets[1:] < 1.0)
     threshold = float(dets[np.argmax(gaps)] + gaps.max() / 2)  # as far from every kink as can be
     assert gaps.max() > 0.02 and (dets < threshold).sum() > 10
-    theoretical, numerical = tf.test.compute_gradient(
+    theoretical, numerical = compute_gradient(
         lambda d: losses.folding_penalty(d, threshold), [tf.cast(ddf, tf.float32)], delta=1e-3)
     np.testing.assert_allclose(theoretical[0], numerical[0], atol=2e-3 * max(1.0, np.abs(numerical[0]).max()))
     assert np.abs(numerical[0]).max() > 0

@@ -127,6 +127,7 @@ def volume_of_the_old_test_order():
     return ((volume - volume.min()) / (volume.max() - volume.min())).astype(np.float32)[None]
 
 
+@pytest.mark.slow  # deselected under the lowest TensorFlow (scripts/test_colab.sh)
 def test_register_ddf_finds_a_known_shift():
     fixed = tf.constant(volume_of_the_old_test_order())
     # moving(x) = fixed(x - e2), so the DDF that aligns it is +1 voxel along d2

@@ -6,22 +6,38 @@ import pytest
 import tensorflow as tf
 from scipy import ndimage
 
-from tutorial_utils import register, warp
+from tutorial_utils import losses, register, warp
 from tutorial_utils.register import nonrigid
 
 RNG = np.random.default_rng(5)
 
 
-def smooth_volume(shape, sigma=2.0):
-    volume = ndimage.gaussian_filter(RNG.standard_normal(shape), sigma)
+def smooth_volume(shape, sigma=2.0, rng=RNG):
+    volume = ndimage.gaussian_filter(rng.standard_normal(shape), sigma)
     return ((volume - volume.min()) / (volume.max() - volume.min())).astype(np.float32)[None]
 
 
-@pytest.mark.parametrize("velocity", [False, True])
-def test_ddf_step_xla_matches_graph(velocity):
-    fixed = tf.constant(smooth_volume((12, 16, 16)))
+# The XLA-compiled step (register_nonrigid's default) equals the plain graph step: the
+# seed recipe's DDF, its velocity field, and register_nonrigid's own recipe (a base
+# field, border penalty, folding hinge). So the tests of register_nonrigid below that
+# only concern what it computes (pyramid, base, bookkeeping) run with
+# jit_compile=False, as its docstring advises for a few tens of steps: XLA's compile,
+# seconds per level, was most of their time. XLA end to end: test_register_cli.py
+# (the files-in, files-out command) and the chapters, which the book build executes.
+RECIPE = dict(base=True, fold_weight=1.0, include_border=True)
+
+
+@pytest.mark.parametrize("velocity, recipe", [(False, {}), (True, {}), (False, RECIPE)],
+                         ids=["ddf", "velocity", "ddf-base-border-folding"])
+def test_ddf_step_xla_matches_graph(velocity, recipe):
+    # the added case draws from its own generator: the later tests get the volumes they always had
+    fixed = tf.constant(smooth_volume((12, 16, 16), rng=np.random.default_rng(6) if recipe else RNG))
     moving = tf.constant(np.roll(fixed.numpy(), 1, axis=2))
     options = dict(learning_rate=0.1, velocity=velocity, seed=3)
+    if recipe:  # a base that folds in places, so the folding hinge is active
+        base = 1.5 * np.sin(np.indices((12, 16, 16)).transpose(1, 2, 3, 0) / 1.5)[None].astype(np.float32)
+        assert float(losses.folding_penalty(base)[0]) > 0
+        options.update(base_ddf=base, fold_weight=recipe["fold_weight"], include_border=recipe["include_border"])
     step_xla, field_xla, _ = register.make_ddf_step(fixed=fixed, moving=moving, jit_compile=True, **options)
     step_graph, field_graph, _ = register.make_ddf_step(fixed=fixed, moving=moving, jit_compile=False, **options)
     np.testing.assert_array_equal(field_xla.numpy(), field_graph.numpy())
@@ -43,6 +59,7 @@ def test_affine_on_a_level_upsamples_to_warps_affine_ddf():
     np.testing.assert_allclose(register.upsample_field(coarse, size), expected, atol=1e-4)
 
 
+@pytest.mark.slow  # deselected under the lowest TensorFlow (scripts/test_colab.sh)
 def test_register_nonrigid_recovers_a_smooth_deformation_with_affine_base():
     size = (8, 32, 32)
     fixed = smooth_volume(size, 2.5)
@@ -56,7 +73,7 @@ def test_register_nonrigid_recovers_a_smooth_deformation_with_affine_base():
     theta[0, 3, 1] = 1.0  # the affine part: the shift
     result = register.register_nonrigid(fixed=fixed, moving=moving, initial_theta=theta,
                                         iterations=(60, 40, 20), deform_weight=1.0,
-                                        fold_weight=1.0, progress=False, seed=0)
+                                        fold_weight=1.0, progress=False, seed=0, jit_compile=False)
     assert result.ddf.shape == (1,) + size + (3,)
     assert set(result.history["level"]) == {0, 1, 2} and len(result.history["total"]) == 120
     assert result.seconds >= sum(result.level_seconds) > 0
@@ -78,6 +95,7 @@ def test_register_nonrigid_refuses_a_wrong_schedule():
         register.register_nonrigid(fixed=volume, moving=volume[:, :4])
 
 
+@pytest.mark.slow  # deselected under the lowest TensorFlow (scripts/test_colab.sh)
 def test_register_nonrigid_reports_what_ran():
     """iterations = the steps run; history one entry per step, labelled by level; every level
     (a 0-iteration one upsamples) timed; seconds cover the whole call."""
@@ -86,7 +104,8 @@ def test_register_nonrigid_reports_what_ran():
     fixed = smooth_volume((8, 24, 24))
     moving = np.roll(fixed, 1, axis=2)
     start = time.perf_counter()
-    result = register.register_nonrigid(fixed=fixed, moving=moving, iterations=(5, 0, 3), progress=False)
+    result = register.register_nonrigid(fixed=fixed, moving=moving, iterations=(5, 0, 3), progress=False,
+                                        jit_compile=False)
     elapsed = time.perf_counter() - start
     assert result.iterations == 8 == len(result.history["total"]) == len(result.history["image"])
     assert result.history["level"] == [0] * 5 + [2] * 3
@@ -114,6 +133,7 @@ def test_ddf_on_a_level_of_an_affine_ddf_is_the_affine_on_that_level():
         np.testing.assert_allclose(got, nonrigid._affine_ddf_on_level(theta, size, level), atol=1e-4)
 
 
+@pytest.mark.slow  # deselected under the lowest TensorFlow (scripts/test_colab.sh)
 def test_register_nonrigid_keeps_a_base_that_is_already_the_answer():
     size = (8, 32, 32)
     fixed = smooth_volume(size, 2.5)
@@ -130,14 +150,14 @@ def test_register_nonrigid_keeps_a_base_that_is_already_the_answer():
     moving = ndimage.map_coordinates(fixed[0].astype(np.float64), np.moveaxis(inverse[0], -1, 0), order=3,
                                      mode="nearest")[None].astype(np.float32)
     result = register.register_nonrigid(fixed=fixed, moving=moving, initial_ddf=true_ddf, levels=2,
-                                        iterations=(20, 20), progress=False)
+                                        iterations=(20, 20), progress=False, jit_compile=False)
     inside = (slice(2, -2), slice(4, -4), slice(4, -4))
     assert result.ddf.shape == true_ddf.shape
     error = np.abs(result.ddf[0][inside] - true_ddf[0][inside])
     assert np.mean(error) < 0.05 and np.max(error) < 0.3  # the bump itself is 1.5 voxels
     # and from nothing, the same run has to move: the base is what kept it there
     zero = register.register_nonrigid(fixed=fixed, moving=moving, initial_ddf=np.zeros_like(true_ddf),
-                                      levels=2, iterations=(20, 20), progress=False)
+                                      levels=2, iterations=(20, 20), progress=False, jit_compile=False)
     assert np.mean(np.abs(zero.ddf[0][inside] - true_ddf[0][inside])) > 2 * np.mean(
         np.abs(result.ddf[0][inside] - true_ddf[0][inside]))
 

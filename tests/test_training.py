@@ -294,15 +294,14 @@ def test_every_kind_of_mismatch_is_refused_and_named(finished_combined_run, chan
         training.fit(model, checkpoint_dir=folder, progress=False, **{**options, **change})
 
 
-def test_a_network_on_another_input_size_is_refused(tmp_path):
-    folder = tmp_path / "run"
-    options = dict(config=training.LossConfig(label_scales=(0,)), epochs=1, batch_size=1, progress=False)
+def test_a_network_on_another_input_size_is_refused(finished_combined_run):
+    """The saved run (on SIZE) asked again with the same settings, for a network and pairs of
+    another size: refused, naming both (the module's finished run: no training of its own)."""
+    folder, options = finished_combined_run
     big = (8, 8, 16)
-    training.fit(build_registration_network(big, initial_channels=4, levels=1), train=_pairs_of_size(1, big),
-                 valid=_pairs_of_size(1, big), checkpoint_dir=folder, **options)
     with pytest.raises(ValueError, match=r"data\.train\.shape.*network\.inputs"):
-        training.fit(small_model(), train=_pairs_of_size(1), valid=_pairs_of_size(1), checkpoint_dir=folder,
-                     **options)
+        training.fit(build_registration_network(big, initial_channels=4, levels=1), checkpoint_dir=folder,
+                     progress=False, **{**options, "train": _pairs_of_size(4, big), "valid": _pairs_of_size(1, big)})
 
 
 def test_a_checkpoint_without_a_record_is_refused(finished_combined_run, tmp_path):
