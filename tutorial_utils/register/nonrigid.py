@@ -286,10 +286,10 @@ def register_nonrigid(
     iterations : sequence of int
         Adam steps per level, coarsest first; 0 at a finer level only upsamples
         the field there. The default skips the full resolution: on chapter 4's
-        pair, ``(300, 200, 100)`` with bending 5 took 2.4 times as long as the
-        default (the full level's step costs 4 times the middle one's) for
-        Dice 0.8156 against the default's 0.815, and it folded 0.04 % of the
-        voxels where the default folds none.
+        pair, the earlier ``(300, 200, 100)`` (bending 5, folding 10) spent half
+        its time on the 100 full-resolution steps (each costs about 4 times a
+        middle-level step) and folded 0.04 % of the voxels, for Dice 0.8156;
+        the defaults reach 0.816 with no folding voxel (README, benchmarks).
     learning_rate, image_loss, deform_loss, deform_weight, velocity, fold_weight
         As in :func:`make_ddf_step`, the same at every level (the penalty is in
         each level's voxels). The defaults (bending 2.5 at every voxel, folding
