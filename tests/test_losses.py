@@ -489,7 +489,7 @@ def test_get_loss_returns_per_pair_values_to_minimise():
     "call, message",
     [
         (lambda: losses.get_loss("mse"), "'image': ('ssd', 'ncc', 'lncc', 'gmi')"),
-        (lambda: losses.get_loss("lncc", window=9), "takes ['window_size', 'kernel_type', 'eps']"),
+        (lambda: losses.get_loss("lncc", window=9), "takes ['window_size', 'kernel_type', 'eps', 'fixed_moments']"),
         (lambda: losses.get_loss("gradient-l1", norm="l2"), "got option(s) ['norm']"),
         (lambda: losses.dissimilarity_fn(UNIT, UNIT, "bending"), "'label': ('dice'"),
         (lambda: losses.local_displacement_energy(np.zeros((1, 6, 6, 6, 3)), "ssd"), "'deformation': ('bending'"),
