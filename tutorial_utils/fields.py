@@ -195,15 +195,12 @@ def one_sided_difference(field, axis: int, direction: str):
     """
     if direction not in ("forward", "backward"):
         raise ValueError(f"`direction` is {direction!r}; it needs to be 'forward' or 'backward'.")
-    size = field.shape[axis]
-    steps = _take(field, axis, 1, size) - _take(field, axis, 0, size - 1)  # (size - 1) differences
-    if direction == "forward":
-        return _concat([steps, _take(steps, axis, size - 2, size - 1)], axis)
-    return _concat([_take(steps, axis, 0, 1), steps], axis)
+    start = 1 if direction == "forward" else 0
+    return _take(_edge_extended_steps(field, axis), axis, start, start + field.shape[axis])
 
 
 def _edge_extended_steps(component, axis: int):
-    """The ``size - 1`` forward steps of ``component`` ``(batch, d1, d2, d3)`` along
+    """The ``size - 1`` forward steps of ``component`` (any rank) along
     ``axis``, with the first and last step repeated outwards (``size + 1`` values):
     entry ``v`` is the backward difference at voxel ``v``, entry ``v + 1`` the
     forward one, with :func:`one_sided_difference`'s rule where a neighbour is missing."""
