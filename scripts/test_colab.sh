@@ -28,19 +28,20 @@ export TUTORIAL_QUICK=${TUTORIAL_QUICK:-1} TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG
 # the lowest TensorFlow that the package declares (pyproject.toml, extra "cpu")
 TF_LOWEST=$(sed -n 's/.*"tensorflow-cpu>=\([0-9.]*\),.*/\1/p' pyproject.toml)
 case "$TF_LOWEST" in 2.16) TF_PIN=2.16.2 ;; *) TF_PIN="$TF_LOWEST.*" ;; esac
+STAMP="$VENV/.tf-$TF_PIN-xdist"  # what the kept environment holds; a new one is built when this changes
 VERSION=$(sed -n 's/^__version__ = "\(.*\)"/\1/p' tutorial_utils/__init__.py)
 URL=$(sed -n 's/^  url: *//p' book/_config.yml)
 COMMIT=$(git rev-parse HEAD)
 [ -n "$TF_LOWEST" ] && [ -n "$VERSION" ] && [ -n "$URL" ] || { echo "could not read versions/URL"; exit 1; }
 
 # 1. the "Colab" runtime (kept between runs; tutorial_utils removed each time)
-if [ ! -x "$VENV/bin/python" ] || [ ! -f "$VENV/.tf-$TF_PIN" ]; then
+if [ ! -x "$VENV/bin/python" ] || [ ! -f "$STAMP" ]; then
   rm -rf "$VENV"
   "$PYTHON" -m venv "$VENV"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
   "$VENV/bin/python" -m pip install --quiet "tensorflow-cpu==$TF_PIN" nbclient==0.11.0 ipykernel==7.4.0 \
-      pytest==9.2.0 pyyaml
-  touch "$VENV/.tf-$TF_PIN"
+      pytest==9.2.0 pytest-xdist==3.8.0 pyyaml
+  touch "$STAMP"
 fi
 "$VENV/bin/python" -m pip uninstall --quiet --yes tutorial_utils >/dev/null 2>&1 || true
 TF_INSTALLED=$("$VENV/bin/python" -c "import importlib.metadata as m; print(m.version('tensorflow-cpu'))")
@@ -81,5 +82,6 @@ unset GIT_CONFIG_COUNT GIT_CONFIG_KEY_0 GIT_CONFIG_VALUE_0
 units=$(grep -l -E "import tensorflow|tutorial_utils import .*(warp|losses|register|network|training)|tutorial_utils\.(warp|losses|register|network|training)" tests/test_*.py \
   | grep -v -e test_register_cli -e test_images)
 start=$(date +%s)
-(cd "$work/repository" && "$VENV/bin/python" -m pytest -q -p no:cacheprovider -m "not slow" --durations=10 $units)
+(cd "$work/repository" && "$VENV/bin/python" -m pytest -q -p no:cacheprovider -n "${PYTEST_WORKERS:-2}" -m "not slow" \
+  --durations=10 $units)
 echo "colab: unit tests under TensorFlow $TF_INSTALLED took $(( $(date +%s) - start )) s"
