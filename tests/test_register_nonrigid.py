@@ -197,3 +197,33 @@ def test_register_nonrigid_compiling_ahead_does_not_change_the_result(monkeypatc
     monkeypatch.setattr(nonrigid, "_compiling_ahead", lambda *args: contextlib.nullcontext(lambda level: None))
     plain = register.register_nonrigid(**options)
     np.testing.assert_array_equal(ahead.ddf, plain.ddf)
+
+
+@pytest.mark.parametrize("change, words", [
+    (dict(iterations=5), "whole numbers"),
+    (dict(iterations=(5.7, 3)), "whole numbers"),
+    (dict(iterations=(True, 3)), "whole numbers"),
+    (dict(iterations=(0, 3)), "coarsest positive"),
+    (dict(levels=3, iterations=(5, 5, 5)), "level 1 of 3 has (8, 4, 4) voxels"),
+    (dict(image_loss="dice"), "needs an image loss"),
+    (dict(deform_loss="folding"), "fold_weight"),
+    (dict(deform_weight=-1.0), "`deform_weight` is -1.0"),
+    (dict(fold_weight=float("nan")), "`fold_weight` is nan"),
+    (dict(learning_rate=0.0), "`learning_rate` is 0.0"),
+    (dict(initial_theta=np.full((1, 4, 3), np.nan)), "NaN or infinite"),
+    (dict(initial_ddf=np.full((1, 8, 16, 16, 3), np.inf, np.float32)), "NaN or infinite"),
+])
+def test_register_nonrigid_refuses_a_setting_it_cannot_use_before_any_work(change, words):
+    fixed = np.zeros((1, 8, 16, 16), np.float32)
+    options = dict(fixed=fixed, moving=fixed, levels=2, iterations=(5, 5), progress=False, jit_compile=False)
+    with pytest.raises(ValueError) as error:
+        register.register_nonrigid(**{**options, **change})
+    assert words in str(error.value)
+
+
+def test_register_nonrigid_accepts_numpy_counts():
+    fixed = smooth_volume((8, 16, 16))
+    result = register.register_nonrigid(fixed=fixed, moving=np.roll(fixed, 1, axis=2), levels=2,
+                                        iterations=np.array([3, 2]), downscale=(1, 2, 2),
+                                        progress=False, jit_compile=False)
+    assert result.iterations == 5 and result.ddf.shape == (1, 8, 16, 16, 3)

@@ -94,3 +94,10 @@ def test_upsample_field_interior_matches_skimage_resize():
 def test_pyramid_bad_input_is_refused(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("size, levels, downscale", [
+    ((32, 128, 128), 3, (1, 2, 2)), ((17, 33, 9), 3, 2.0), ((40, 40, 40), 4, 1.5), ((8, 8, 8), 1, 2)])
+def test_pyramid_sizes_are_the_sizes_of_gaussian_pyramid(size, levels, downscale):
+    built = register.gaussian_pyramid(np.zeros(size, np.float32), levels, downscale)
+    assert register.pyramid_sizes(size, levels, downscale) == [level.shape for level in built]

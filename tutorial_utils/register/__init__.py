@@ -9,7 +9,7 @@ improved recipes built on them. Every step is compiled with XLA
   loop: history, timing, progress, early stop) and :func:`coarse_to_fine` (the
   one level loop: state handed on, per-level time, history labelled by level);
 - :mod:`~tutorial_utils.register.pyramid`: :func:`gaussian_pyramid`,
-  :func:`smoothing_pyramid`, :func:`upsample_field`;
+  :func:`pyramid_sizes`, :func:`smoothing_pyramid`, :func:`upsample_field`;
 - :mod:`~tutorial_utils.register.affine`: :func:`sample_points`,
   :func:`sampled_dissimilarity`, :func:`affine_parameterisation`,
   :func:`make_stochastic_affine_step`, :func:`affine_schedule`, :func:`register_affine`;
@@ -39,7 +39,7 @@ from .affine import (
 )
 from .loop import AdamVariables, CoarseToFine, LevelRun, adam_update, coarse_to_fine, run_steps
 from .nonrigid import make_ddf_step, register_nonrigid
-from .pyramid import gaussian_pyramid, smoothing_pyramid, upsample_field
+from .pyramid import gaussian_pyramid, pyramid_sizes, smoothing_pyramid, upsample_field
 from .files import register_files
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "LevelRun",
     "CoarseToFine",
     "gaussian_pyramid",
+    "pyramid_sizes",
     "smoothing_pyramid",
     "upsample_field",
     "sample_points",

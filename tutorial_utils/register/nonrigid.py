@@ -19,11 +19,11 @@ import numpy as np
 from .._checks import as_float32 as _as_float32
 from .._checks import check_rank, check_same_shape
 from .._tf import tf
-from ..losses import dissimilarity_fn, folding_penalty, lncc, local_displacement_energy, window_moments
+from ..losses import LOSS_NAMES, dissimilarity_fn, folding_penalty, lncc, local_displacement_energy, window_moments
 from ..results import RegistrationResult
 from ..warp import integrate_velocity, warp
 from .loop import AdamVariables, LevelRun, adam_update, batched_pair, coarse_to_fine, run_steps
-from .pyramid import gaussian_pyramid, upsample_field
+from .pyramid import gaussian_pyramid, pyramid_sizes, upsample_field
 
 __all__ = ["make_ddf_step", "register_nonrigid"]
 
@@ -84,6 +84,14 @@ def make_ddf_step(
     settings and shapes (see ``_step_function``): a second registration of the
     same size compiles nothing.
 
+    Raises
+    ------
+    ValueError
+        For an ``image_loss`` that is not an image loss (a label loss needs
+        labels), an unknown ``deform_loss``, a learning rate <= 0, a negative
+        or non-finite weight, or an initial or base field that is not finite
+        on the fixed grid.
+
     Returns
     -------
     step : callable
@@ -93,6 +101,7 @@ def make_ddf_step(
     get_ddf : callable
         ``get_ddf()`` -> the current DDF ``(1, d1, d2, d3, 3)`` (without ``base_ddf``).
     """
+    _check_settings(image_loss, deform_loss, learning_rate, deform_weight, fold_weight)
     fixed, moving = batched_pair(fixed, moving)
     size = tuple(fixed.shape[1:4])
     if initial_field is None:
@@ -156,14 +165,38 @@ def _step_function(image_loss, deform_loss, include_border, velocity, with_foldi
 
 
 def _field_on(field, size, name):
-    """``field`` as a float32 ``(1, *size, 3)`` tensor, or a ValueError naming ``name``."""
+    """``field`` as a float32 ``(1, *size, 3)`` tensor of finite values, or a ValueError naming ``name``."""
     field = _as_float32(field, name)
     if tuple(field.shape) != (1,) + tuple(size) + (3,):
         raise ValueError(
             f"`{name}` has shape {tuple(field.shape)}; it needs (1, {', '.join(map(str, size))}, 3),"
             " the fixed image's grid."
         )
+    if not bool(tf.reduce_all(tf.math.is_finite(field))):
+        raise ValueError(f"`{name}` has NaN or infinite values; a displacement needs finite voxels.")
     return field
+
+
+_DEFORM_LOSSES = tuple(name for name in LOSS_NAMES["deformation"] if name != "folding")
+
+
+def _check_settings(image_loss, deform_loss, learning_rate, deform_weight, fold_weight):
+    """ValueErrors for a loss of the wrong kind or a step or weight that cannot be meant."""
+    if image_loss not in LOSS_NAMES["image"]:
+        raise ValueError(
+            f"`image_loss` is {image_loss!r}; registering two images needs an image loss, one of "
+            f"{LOSS_NAMES['image']} (label losses such as 'dice' need labels: chapter 5's training)."
+        )
+    if deform_loss not in _DEFORM_LOSSES:
+        raise ValueError(
+            f"`deform_loss` is {deform_loss!r}; it needs one of {_DEFORM_LOSSES} (the folding "
+            "penalty has its own weight, `fold_weight`)."
+        )
+    for name, value, least in (("learning_rate", learning_rate, "> 0"), ("deform_weight", deform_weight, ">= 0"),
+                               ("fold_weight", fold_weight, ">= 0")):
+        value = float(value)
+        if not np.isfinite(value) or value < 0 or (least == "> 0" and value == 0):
+            raise ValueError(f"`{name}` is {value}; it needs a finite value {least}.")
 
 
 
@@ -208,24 +241,41 @@ def _ddf_on_level(ddf, level_size) -> "np.ndarray":
     return out[None].astype(np.float32)
 
 
-def _check_schedule(fixed, moving, initial_theta, levels, iterations, initial_ddf=None):
+def _check_schedule(fixed, moving, initial_theta, levels, downscale, iterations, initial_ddf=None):
+    """The checked ``iterations`` (a tuple of int), or a ValueError saying what to change."""
     check_rank(fixed, "fixed", [4], "(1, d1, d2, d3)")
     check_same_shape(fixed, moving, "fixed", "moving")
     if fixed.shape[0] != 1:
         raise ValueError(f"`fixed` has shape {tuple(fixed.shape)}; one pair at a time (batch 1).")
-    iterations = tuple(int(i) for i in iterations)
-    if len(iterations) != int(levels) or min(iterations) < 0 or iterations[0] < 1:
+    counts = np.asarray(iterations, dtype=object)
+    if (counts.ndim != 1 or counts.size != int(levels)
+            or not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in counts)
+            or min(counts) < 0 or counts[0] < 1):
         raise ValueError(
-            f"`iterations` is {iterations}; it needs one count per level ({levels}), coarsest "
-            "first, the coarsest positive (0 at a finer level: the field is only upsampled)."
+            f"`iterations` is {iterations!r}; it needs a sequence of whole numbers, one count per "
+            f"level ({levels}), coarsest first, the coarsest positive (0 at a finer level: the field "
+            "is only upsampled), e.g. (300, 300, 0)."
         )
-    if initial_theta is not None and np.asarray(initial_theta).size != 12:
-        raise ValueError(
-            f"`initial_theta` has shape {np.shape(initial_theta)}; it needs (1, 4, 3) "
-            "(warp_grid's convention, full-resolution voxels)."
-        )
+    iterations = tuple(int(i) for i in counts)
+    if initial_theta is not None:
+        theta = np.asarray(initial_theta, dtype=np.float64)
+        if theta.size != 12 or not np.all(np.isfinite(theta)):
+            raise ValueError(
+                f"`initial_theta` has shape {np.shape(initial_theta)}"
+                f"{'' if theta.size != 12 else ' and NaN or infinite values'}; it needs (1, 4, 3) finite "
+                "values (warp_grid's convention, full-resolution voxels)."
+            )
     if initial_ddf is not None:
         _field_on(initial_ddf, tuple(fixed.shape[1:4]), "initial_ddf")
+    sizes = pyramid_sizes(fixed.shape[1:4], levels, downscale)
+    for level, (size, count) in enumerate(zip(sizes, iterations)):
+        if count and min(size) < 5:
+            raise ValueError(
+                f"level {level + 1} of {levels} has {size} voxels (`levels`={levels}, `downscale`="
+                f"{downscale!r} on an image of {tuple(fixed.shape[1:4])}), but the deformation loss "
+                "needs at least 5 per axis: use fewer levels or a smaller downscale along that axis "
+                "(e.g. 1 along thick slices)."
+            )
     return iterations
 
 
@@ -328,13 +378,18 @@ def register_nonrigid(
     Raises
     ------
     ValueError
-        For images that are not ``(1, d1, d2, d3)`` pairs of one shape, an
-        ``iterations`` without one count per level (the coarsest positive), a
-        wrong theta, or an ``initial_ddf`` not ``(1, d1, d2, d3, 3)`` on the
-        fixed grid.
+        Before any work, for images that are not ``(1, d1, d2, d3)`` pairs of
+        one shape; an ``iterations`` that is not one whole count per level (the
+        coarsest positive); a pyramid level with steps but fewer than 5 voxels
+        along an axis (it names the level, ``levels`` and ``downscale``); a
+        ``theta`` that is not ``(1, 4, 3)`` finite values; an ``initial_ddf``
+        not ``(1, d1, d2, d3, 3)`` finite values on the fixed grid; an
+        ``image_loss`` that is not an image loss, an unknown ``deform_loss``; a
+        learning rate <= 0 or a negative or non-finite weight.
     """
     start = time.perf_counter()
-    iterations = _check_schedule(fixed, moving, initial_theta, levels, iterations, initial_ddf)
+    iterations = _check_schedule(fixed, moving, initial_theta, levels, downscale, iterations, initial_ddf)
+    _check_settings(image_loss, deform_loss, learning_rate, deform_weight, fold_weight)
     size = tuple(int(s) for s in fixed.shape[1:4])
     fixed_levels = gaussian_pyramid(fixed, levels, downscale)
     moving_levels = gaussian_pyramid(moving, levels, downscale)

@@ -4,13 +4,13 @@ NumPy/SciPy only; the registration functions build their levels with these.
 """
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 import numpy as np
 
 from ..fields import smooth_array
 
-__all__ = ["gaussian_pyramid", "smoothing_pyramid", "upsample_field"]
+__all__ = ["gaussian_pyramid", "pyramid_sizes", "smoothing_pyramid", "upsample_field"]
 
 
 def smoothing_pyramid(volume, sigmas: Sequence[float]) -> List[np.ndarray]:
@@ -53,6 +53,24 @@ def _level_factors(downscale, levels: int):
     if int(levels) < 1:
         raise ValueError(f"`levels` is {levels}; it needs to be at least 1 (1 = no pyramid).")
     return tuple(float(f) for f in factors)
+
+
+def pyramid_sizes(size: Sequence[int], levels: int, downscale=2.0) -> List[Tuple[int, int, int]]:
+    """The grid sizes of :func:`gaussian_pyramid`'s levels, coarsest first, without building it.
+
+    Each level has ``ceil(size / f)`` voxels along an axis of factor ``f``
+    (``downscale``, one factor or three); the last is ``size`` itself.
+
+    Examples
+    --------
+    >>> pyramid_sizes((32, 128, 128), 3, downscale=(1, 2, 2))
+    [(32, 32, 32), (32, 64, 64), (32, 128, 128)]
+    """
+    factors = _level_factors(downscale, levels)
+    sizes = [tuple(int(s) for s in size)]
+    for _ in range(int(levels) - 1):
+        sizes.insert(0, tuple(int(np.ceil(s / f)) for s, f in zip(sizes[0], factors)))
+    return sizes
 
 
 def gaussian_pyramid(volume, levels: int, downscale=2.0) -> List["np.ndarray"]:
@@ -99,13 +117,12 @@ def gaussian_pyramid(volume, levels: int, downscale=2.0) -> List["np.ndarray"]:
         )
     lead = array.ndim - 3
     pyramid = [array]
-    for _ in range(int(levels) - 1):
+    sizes = pyramid_sizes(array.shape[lead:], levels, factors)
+    for level in range(int(levels) - 2, -1, -1):
         current = pyramid[0].astype(np.float64)
         sigma = [0.0] * lead + [2.0 * f / 6.0 if f > 1 else 0.0 for f in factors]
         smoothed = smooth_array(current, sigma[lead:])
-        shape = current.shape[:lead] + tuple(
-            int(np.ceil(size / f)) for size, f in zip(current.shape[lead:], factors)
-        )
+        shape = current.shape[:lead] + sizes[level]
         coarse = resize(smoothed, shape, order=1, mode="edge", anti_aliasing=False)
         pyramid.insert(0, coarse.astype(np.float32))
     return pyramid
