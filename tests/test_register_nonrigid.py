@@ -204,6 +204,7 @@ def test_register_nonrigid_compiling_ahead_does_not_change_the_result(monkeypatc
     (dict(iterations=(5.7, 3)), "whole numbers"),
     (dict(iterations=(True, 3)), "whole numbers"),
     (dict(iterations=(0, 3)), "coarsest positive"),
+    (dict(levels=0, iterations=()), "one count per level"),
     (dict(levels=3, iterations=(5, 5, 5)), "level 1 of 3 has (8, 4, 4) voxels"),
     (dict(image_loss="dice"), "needs an image loss"),
     (dict(deform_loss="folding"), "fold_weight"),
