@@ -22,9 +22,9 @@ timing, as TensorFlow's import is not counted either.
 Every method's result is a ``results.RegistrationResult``; each task's rows are
 ``results.compare``'s table. Prints on stdout, one JSON object a line: one per
 row; the per-level wall times of the course's methods (``level_seconds``, and
-``phase_seconds`` for the nonrigid pipeline: pyramid, each level's set-up and first
-step (tracing, compilation) and its other steps, the final upsampling, where
-the method measured them); then two ratio lines per task, the course against the
+``phase_seconds`` for the nonrigid pipeline: pyramid, each level's upsampling, set-up
+and first step (tracing, compilation) and its other steps, or its upsampling alone at a
+level of 0 steps, and the base added at the end, where the method measured them); then two ratio lines per task, the course against the
 best OTHER tool on each axis, named in the line: the fastest one (seconds) and
 the most accurate one (affine: lowest mean residual; prostate: highest Dice). The
 text table goes to stderr.

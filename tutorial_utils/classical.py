@@ -108,6 +108,7 @@ import numpy as np
 
 from .geometry import (Geometry, as_geometry, ddf_from_physical_field, index_to_physical,
                        theta_from_physical_affine)
+from .images import _sitk_image
 from .results import RegistrationResult
 
 __all__ = [
@@ -465,16 +466,6 @@ def ddf_from_greedy_warp(warp, affine=None, *, fixed_geometry=None, moving_geome
         points = index_to_physical(np.indices(warp.shape[:3]).transpose(1, 2, 3, 0), fixed)
         field = (points + warp) @ matrix.T + translation - points
     return ddf_from_physical_field(field, fixed_geometry=fixed, moving_geometry=moving)
-
-
-def _sitk_image(volume, geometry):
-    import SimpleITK as sitk
-
-    image = sitk.GetImageFromArray(volume)  # SimpleITK size (d3, d2, d1): index order reversed
-    image.SetSpacing([float(v) for v in geometry.spacing])
-    image.SetOrigin([float(v) for v in geometry.origin])
-    image.SetDirection([float(v) for v in np.ravel(geometry.direction)])  # row by row, as SimpleITK takes it
-    return image
 
 
 def _greedy_flags(threads: Optional[int], seed: int) -> str:

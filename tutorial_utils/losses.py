@@ -69,6 +69,7 @@ __all__ = [
     "folding_penalty",
     "get_loss",
     "LOSS_NAMES",
+    "MIN_DEFORMATION_SIZE",
     "dissimilarity_fn",
     "local_displacement_energy",
 ]
@@ -774,13 +775,19 @@ def multi_scale_loss(
 # --------------------------------------------------------------------------
 # deformation
 # --------------------------------------------------------------------------
+#: The fewest voxels per axis the deformation energies take (central differences of
+#: central differences reach 2 voxels to each side).
+MIN_DEFORMATION_SIZE = 5
+
+
 def _check_ddf(ddf, name="ddf"):
     shape = check_rank(ddf, name, [5], "(batch, d1, d2, d3, 3)")
     if shape[-1] != 3:
         raise ValueError(f"`{name}` has shape {shape}; its last axis must hold 3 displacements.")
-    if any(size is not None and size < 5 for size in shape[1:4]):
+    if any(size is not None and size < MIN_DEFORMATION_SIZE for size in shape[1:4]):
         raise ValueError(
-            f"`{name}` has shape {shape}; deformation energies need at least 5 voxels per axis."
+            f"`{name}` has shape {shape}; deformation energies need at least "
+            f"{MIN_DEFORMATION_SIZE} voxels per axis."
         )
     return _as_float32(ddf, name)
 

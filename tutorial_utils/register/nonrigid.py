@@ -19,7 +19,7 @@ import numpy as np
 from .._checks import as_float32 as _as_float32
 from .._checks import check_rank, check_same_shape
 from .._tf import tf
-from ..losses import LOSS_NAMES, dissimilarity_fn, folding_penalty, lncc, local_displacement_energy, window_moments
+from ..losses import LOSS_NAMES, MIN_DEFORMATION_SIZE, dissimilarity_fn, folding_penalty, lncc, local_displacement_energy, window_moments
 from ..results import RegistrationResult
 from ..warp import integrate_velocity, warp
 from .loop import AdamVariables, LevelRun, adam_update, batched_pair, coarse_to_fine, run_steps
@@ -269,12 +269,12 @@ def _check_schedule(fixed, moving, initial_theta, levels, downscale, iterations,
         _field_on(initial_ddf, tuple(fixed.shape[1:4]), "initial_ddf")
     sizes = pyramid_sizes(fixed.shape[1:4], levels, downscale)
     for level, (size, count) in enumerate(zip(sizes, iterations)):
-        if count and min(size) < 5:
+        if count and min(size) < MIN_DEFORMATION_SIZE:
             raise ValueError(
                 f"level {level + 1} of {levels} has {size} voxels (`levels`={levels}, `downscale`="
                 f"{downscale!r} on an image of {tuple(fixed.shape[1:4])}), but the deformation loss "
-                "needs at least 5 per axis: use fewer levels or a smaller downscale along that axis "
-                "(e.g. 1 along thick slices)."
+                f"needs at least {MIN_DEFORMATION_SIZE} per axis: use fewer levels or a smaller "
+                "downscale along that axis (e.g. 1 along thick slices)."
             )
     return iterations
 
@@ -429,7 +429,8 @@ def register_nonrigid(
         def after_first_step(index, values):
             if index == 0:
                 first.append(time.perf_counter())
-                compile_finer(level)
+                if level == 0:
+                    compile_finer_levels()
 
         run = run_steps(step, iterations[level], names=_NAMES, progress=progress,
                         description=f"level {level + 1}/{levels} {level_size}", callback=after_first_step)
@@ -437,7 +438,7 @@ def register_nonrigid(
         phases[f"{label}: {iterations[level] - 1} more steps"] = time.perf_counter() - first[0]
         return LevelRun(variable.numpy(), run["history"], run["iterations"])
 
-    with _compiling_ahead(make_step, fixed_levels, iterations, jit_compile) as compile_finer:
+    with _compiling_ahead(make_step, fixed_levels, iterations, jit_compile) as compile_finer_levels:
         levels_run = coarse_to_fine(run_level, len(iterations), None, names=_NAMES)
     final = time.perf_counter()
     field = levels_run.state
@@ -458,7 +459,7 @@ def register_nonrigid(
 def _compiling_ahead(make_step, fixed_levels, iterations, jit_compile):
     """Compile the finer levels' steps in a background thread while the coarsest level steps.
 
-    Yields ``compile_finer(level)``, which the coarsest level calls after its
+    Yields ``compile_finer_levels()``, which the coarsest level calls after its
     own first step: from then on its steps run while a background thread
     compiles each finer level (one throw-away step on zeros of that level's
     shape; the step function is shared by shape, :func:`_step_function`).
@@ -471,7 +472,7 @@ def _compiling_ahead(make_step, fixed_levels, iterations, jit_compile):
     """
     finer = [level for level in range(1, len(iterations)) if iterations[level] > 0]
     if not jit_compile or not finer:
-        yield lambda level: None
+        yield lambda: None
         return
 
     def warm(level):
@@ -480,12 +481,11 @@ def _compiling_ahead(make_step, fixed_levels, iterations, jit_compile):
 
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="compile-ahead")
 
-    def compile_finer(level):
-        if level == 0:
-            for finer_level in finer:
-                executor.submit(warm, finer_level)
+    def compile_finer_levels():
+        for level in finer:
+            executor.submit(warm, level)
 
     try:
-        yield compile_finer
+        yield compile_finer_levels
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
