@@ -247,6 +247,7 @@ def _check_schedule(fixed, moving, initial_theta, levels, downscale, iterations,
     check_same_shape(fixed, moving, "fixed", "moving")
     if fixed.shape[0] != 1:
         raise ValueError(f"`fixed` has shape {tuple(fixed.shape)}; one pair at a time (batch 1).")
+    sizes = pyramid_sizes(fixed.shape[1:4], levels, downscale)  # checks `levels` and `downscale` first
     counts = np.asarray(iterations, dtype=object)
     if (counts.ndim != 1 or counts.size == 0 or counts.size != int(levels)
             or not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in counts)
@@ -267,7 +268,6 @@ def _check_schedule(fixed, moving, initial_theta, levels, downscale, iterations,
             )
     if initial_ddf is not None:
         _field_on(initial_ddf, tuple(fixed.shape[1:4]), "initial_ddf")
-    sizes = pyramid_sizes(fixed.shape[1:4], levels, downscale)
     for level, (size, count) in enumerate(zip(sizes, iterations)):
         if count and min(size) < MIN_DEFORMATION_SIZE:
             raise ValueError(
