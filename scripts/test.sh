@@ -45,9 +45,12 @@ run_phase "the GitHub workflows (GitHub's workflow schema and actionlint, offlin
 
 # Two pytest workers (pytest-xdist): most of a registration test's time is XLA compiling
 # on one core, so two workers share the machine's two cores (255 s instead of 440 s).
+# --dist loadfile: each test file runs whole, in order, in one worker, so a test that draws
+# from its module's random generator gets the same numbers as in one process (with tests
+# handed out one by one, a finite-difference check drew other weights and failed once).
 # PYTEST_WORKERS=0 runs them in one process (e.g. to debug one test).
-run_phase "unit tests" $PY -m pytest tests/ -q -n "${PYTEST_WORKERS:-2}" --ignore=tests/test_book_in_browser.py \
-  --durations=15
+run_phase "unit tests" $PY -m pytest tests/ -q -n "${PYTEST_WORKERS:-2}" --dist loadfile \
+  --ignore=tests/test_book_in_browser.py --durations=15
 
 run_phase "the package's documented examples (doctests)" \
   $PY -m pytest --doctest-modules tutorial_utils -q -p no:cacheprovider

@@ -82,6 +82,6 @@ unset GIT_CONFIG_COUNT GIT_CONFIG_KEY_0 GIT_CONFIG_VALUE_0
 units=$(grep -l -E "import tensorflow|tutorial_utils import .*(warp|losses|register|network|training)|tutorial_utils\.(warp|losses|register|network|training)" tests/test_*.py \
   | grep -v -e test_register_cli -e test_images)
 start=$(date +%s)
-(cd "$work/repository" && "$VENV/bin/python" -m pytest -q -p no:cacheprovider -n "${PYTEST_WORKERS:-2}" -m "not slow" \
+(cd "$work/repository" && "$VENV/bin/python" -m pytest -q -p no:cacheprovider -n "${PYTEST_WORKERS:-2}" --dist loadfile -m "not slow" \
   --durations=10 $units)
 echo "colab: unit tests under TensorFlow $TF_INSTALLED took $(( $(date +%s) - start )) s"
