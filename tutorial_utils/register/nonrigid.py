@@ -249,7 +249,7 @@ def _check_schedule(fixed, moving, initial_theta, levels, downscale, iterations,
         raise ValueError(f"`fixed` has shape {tuple(fixed.shape)}; one pair at a time (batch 1).")
     sizes = pyramid_sizes(fixed.shape[1:4], levels, downscale)  # checks `levels` and `downscale` first
     counts = np.asarray(iterations, dtype=object)
-    if (counts.ndim != 1 or counts.size == 0 or counts.size != int(levels)
+    if (counts.ndim != 1 or counts.size != int(levels)
             or not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in counts)
             or min(counts) < 0 or counts[0] < 1):
         raise ValueError(
