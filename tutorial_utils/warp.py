@@ -386,13 +386,19 @@ def resample_points(vol, points, mode: str = "constant") -> tf.Tensor:
     upper, low, high, frac = _cells(points, sizes)
     d2, d3 = sizes[1], sizes[2]
     flat = tf.reshape(vol, [tf.shape(vol)[0], -1, vol.shape[-1]])
-    sampled = 0.0
-    for corner in range(8):
-        c1, c2, c3 = (corner >> 2) & 1, (corner >> 1) & 1, corner & 1
-        index = [high[..., a] if c else low[..., a] for a, c in enumerate((c1, c2, c3))]
-        weight = [frac[..., a] if c else 1.0 - frac[..., a] for a, c in enumerate((c1, c2, c3))]
-        values = tf.gather(flat, index[0] * (d2 * d3) + index[1] * d3 + index[2], batch_dims=1)
-        sampled = sampled + (weight[0] * weight[1] * weight[2])[..., None] * values
+    # All eight corners in one gather: per axis the (low, high) index and weight
+    # pairs, combined by broadcasting into (batch, n, 2, 2, 2) flat indices and
+    # weights (one gather and one contraction, not eight of each: a small graph
+    # that traces and compiles quickly inside an optimiser's loop).
+    ends = tf.stack([low, high], axis=-1)  # (batch, n, 3, 2)
+    weights = tf.stack([1.0 - frac, frac], axis=-1)  # (batch, n, 3, 2)
+    index = (ends[..., 0, :, None, None] * (d2 * d3) + ends[..., 1, None, :, None] * d3
+             + ends[..., 2, None, None, :])
+    weight = weights[..., 0, :, None, None] * weights[..., 1, None, :, None] * weights[..., 2, None, None, :]
+    count = tf.shape(points)[1]
+    values = tf.gather(flat, tf.reshape(index, [tf.shape(points)[0], count * 8]), batch_dims=1)
+    values = tf.reshape(values, [tf.shape(points)[0], count, 8, vol.shape[-1]])
+    sampled = tf.einsum("bnk,bnkc->bnc", tf.reshape(weight, [tf.shape(points)[0], count, 8]), values)
     if mode == "constant":
         inside = tf.reduce_all((points >= 0.0) & (points <= upper), axis=-1)
         sampled = sampled * tf.cast(inside, tf.float32)[..., None]
