@@ -28,6 +28,36 @@ def test_central_differences_of_the_quadratic_extension_equal_the_gradient():
         np.testing.assert_allclose(derivative, np.gradient(field, axis=axis, edge_order=2), atol=1e-12)
 
 
+def extension_by_hand(field, width):
+    """The quadratic extension written out per axis: the parabola through the 3 outer
+    voxels, evaluated at -1, -2 and at size, size + 1 (Lagrange form, float64)."""
+    for axis in (1, 2, 3):
+        take = lambda i: np.take(field, [i], axis=axis)  # noqa: E731
+        n = field.shape[axis]
+        # p(x) through (0, f0), (1, f1), (2, f2): p(-1) = 3 f0 - 3 f1 + f2, p(-2) = 6 f0 - 8 f1 + 3 f2
+        low = [3 * take(0) - 3 * take(1) + take(2), 6 * take(0) - 8 * take(1) + 3 * take(2)][:width]
+        high = [3 * take(n - 1) - 3 * take(n - 2) + take(n - 3),
+                6 * take(n - 1) - 8 * take(n - 2) + 3 * take(n - 3)][:width]
+        field = np.concatenate(low[::-1] + [field] + high, axis=axis)
+    return field
+
+
+@pytest.mark.parametrize("width", [1, 2])
+def test_quadratic_extension_is_the_parabola_in_numpy_and_tensorflow(width):
+    field = RNG.standard_normal((2, 5, 3, 7, 3))
+    expected = extension_by_hand(field, width)
+    np.testing.assert_allclose(fields.extend_quadratically(field, width), expected, rtol=1e-12, atol=1e-10)
+    got = fields.extend_quadratically(tf.constant(field.astype(np.float32)), width)
+    assert isinstance(got, tf.Tensor) and got.dtype == tf.float32
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-3)
+    # exact for a quadratic field: the extension continues it
+    x = np.arange(-width, 6 + width, dtype=float)
+    quadratic = (0.5 * x**2 - x + 2)[None, :, None, None, None] * np.ones((1, 1, 3, 3, 1))
+    inner = quadratic[:, width:-width]
+    extended = fields.extend_quadratically(inner, width)
+    np.testing.assert_allclose(extended[:, :, width, width], quadratic[:, :, 0, 0], atol=1e-12)
+
+
 def loop_central_determinant(ddf):
     """det(I + du/dx) per voxel with numpy.gradient's derivatives and np.linalg.det."""
     jac = np.stack([np.gradient(ddf, axis=a, edge_order=2) for a in (1, 2, 3)], axis=-1)

@@ -1,5 +1,6 @@
 """register.nonrigid: the DDF step, the folding penalty and register_nonrigid."""
 import contextlib
+import itertools
 
 import numpy as np
 import pytest
@@ -212,6 +213,8 @@ def test_register_nonrigid_compiling_ahead_does_not_change_the_result(monkeypatc
     (dict(deform_weight=-1.0), "`deform_weight` is -1.0"),
     (dict(fold_weight=float("nan")), "`fold_weight` is nan"),
     (dict(learning_rate=0.0), "`learning_rate` is 0.0"),
+    (dict(fold_threshold=1.0), "`fold_threshold` is 1.0"),
+    (dict(fold_threshold=-0.1), "`fold_threshold` is -0.1"),
     (dict(initial_theta=np.full((1, 4, 3), np.nan)), "NaN or infinite"),
     (dict(initial_ddf=np.full((1, 8, 16, 16, 3), np.inf, np.float32)), "NaN or infinite"),
 ])
@@ -229,3 +232,28 @@ def test_register_nonrigid_accepts_numpy_counts():
                                         iterations=np.array([3, 2]), downscale=(1, 2, 2),
                                         progress=False, jit_compile=False)
     assert result.iterations == 5 and result.ddf.shape == (1, 8, 16, 16, 3)
+
+
+@pytest.mark.parametrize("threshold", [0.1, 0.3])
+def test_ddf_step_uses_the_fold_threshold_it_is_given(threshold):
+    # A field whose one-sided determinants lie around 0.2 to 1.8: the hinge with
+    # margin tau is the mean of max(0, tau - det) over the 8 combinations, computed
+    # here in float64 from np.linalg.det of forward/backward differences.
+    fixed = smooth_volume((8, 8, 8), rng=np.random.default_rng(9))
+    field = 0.6 * np.sin(np.indices((8, 8, 8)).transpose(1, 2, 3, 0) * 1.3)[None]
+    step, _, _ = register.make_ddf_step(fixed=fixed, moving=fixed, initial_field=field.astype(np.float32),
+                                        deform_weight=0.0, fold_weight=1.0, fold_threshold=threshold,
+                                        learning_rate=1e-9, jit_compile=False)
+    total, image_term, _ = (float(value) for value in step())
+    hinges = []
+    for combo in itertools.product((1, 0), repeat=3):  # 1: forward, 0: backward, as ONE_SIDED_COMBINATIONS
+        columns = []
+        for axis, forward in zip((1, 2, 3), combo):
+            steps = np.diff(field[0], axis=axis - 1)
+            first, last = np.take(steps, [0], axis=axis - 1), np.take(steps, [-1], axis=axis - 1)
+            padded = np.concatenate([first, steps, last], axis=axis - 1)
+            columns.append(np.take(padded, np.arange(1, 9) if forward else np.arange(0, 8), axis=axis - 1))
+        jacobian = np.stack(columns, axis=-1) + np.eye(3)  # [..., component, axis]
+        hinges.append(np.maximum(0.0, threshold - np.linalg.det(jacobian)).mean())
+    assert min(hinges) >= 0 and max(hinges) > 0
+    np.testing.assert_allclose(total - image_term, np.mean(hinges), rtol=1e-4, atol=1e-6)
