@@ -147,19 +147,23 @@ def central_differences(field):
     return d_1, d_2, d_3
 
 
-def _extension_matrix(size: int, width: int) -> np.ndarray:
-    """``(size + 2 width, size)``: the identity inside, and outside the parabola
-    through the 3 outer voxels (rows ``f[-1] = 3 f0 - 3 f1 + f2``,
-    ``f[-2] = 6 f0 - 8 f1 + 3 f2``, mirrored at the far end)."""
-    matrix = np.zeros((size + 2 * width, size))
-    matrix[width:width + size] = np.eye(size)
-    for k, weights in enumerate(((3.0, -3.0, 1.0), (6.0, -8.0, 3.0))[:width]):
-        matrix[width - 1 - k, :3] = weights
-        matrix[width + size + k, size - 3:] = weights[::-1]
-    return matrix
+# The parabola through the 3 outer voxels (f0, f1, f2), evaluated beyond them:
+# row k gives f[-width + k] (so f[-2] then f[-1]); mirrored for the far side.
+_PARABOLA = np.array([[6.0, -8.0, 3.0], [3.0, -3.0, 1.0]])
 
 
-_ALONG = {1: "Ii,bijkc->bIjkc", 2: "Jj,bijkc->biJkc", 3: "Kk,bijkc->bijKc"}
+def _beyond(block, weights, axis: int):
+    """The slabs ``weights @ block`` along ``axis``: ``block`` holds 3 voxels there,
+    ``weights`` is ``(m, 3)``; returns ``m`` voxels there. One broadcast product
+    and a sum, so both slabs of a side come from one slice."""
+    shape = [1] * (len(block.shape) + 1)
+    shape[axis], shape[axis + 1] = weights.shape
+    if _is_tensor(block):
+        tf = sys.modules["tensorflow"]
+        return tf.reduce_sum(tf.expand_dims(block, axis) * tf.constant(weights.reshape(shape), block.dtype),
+                             axis=axis + 1)
+    dtype = np.result_type(block.dtype, np.float32)
+    return np.sum(np.expand_dims(block, axis) * weights.reshape(shape).astype(dtype), axis=axis + 1)
 
 
 def extend_quadratically(field, width: int):
@@ -169,23 +173,23 @@ def extend_quadratically(field, width: int):
     ``f[-2] = 6 f0 - 8 f1 + 3 f2`` (exact for fields up to quadratic). Central
     differences at the outer voxel then equal :func:`gradient`'s one-sided ones.
 
-    Each axis is extended by one small matrix product, ``(d + 2 width, d)``
-    times the field along that axis: the same numbers as concatenating the
-    new slabs to the field (to float rounding), but under XLA its gradient is
-    one matrix product per axis, where the concatenation's was a slice and a
-    pad per slab, compiled as separate kernels (measured on a 32 x 64 x 64
-    field: 0.3 s to compile instead of 1.4 s, and no slower a step).
+    Each side's new slabs come from one slice of its 3 outer voxels, combined
+    with the parabola's weights in one broadcast product: under XLA the
+    gradient is then one pad per side, where reading the 3 voxels one slice
+    at a time (one pad each, compiled as separate kernels) made a 32 x 64 x 64
+    bending term take 3.1 s to compile and 20 ms per step, against 0.9 s and
+    13 ms now. (A matrix product per axis compiled as fast, but would round
+    every value to TensorFloat-32 on recent GPUs.)
     """
     if width not in (1, 2):
         raise ValueError(f"`width` is {width!r}; it needs to be 1 or 2 voxels.")
     _check_field(field, minimum=3)
+    low = _PARABOLA[2 - width:]
+    high = low[::-1, ::-1].copy()
     for axis in (1, 2, 3):
-        matrix = _extension_matrix(field.shape[axis], width)
-        if _is_tensor(field):
-            tf = sys.modules["tensorflow"]
-            field = tf.einsum(_ALONG[axis], tf.constant(matrix, field.dtype), field)
-        else:
-            field = np.einsum(_ALONG[axis], matrix.astype(np.result_type(field.dtype, np.float32)), field)
+        size = field.shape[axis]
+        field = _concat([_beyond(_take(field, axis, 0, 3), low, axis), field,
+                         _beyond(_take(field, axis, size - 3, size), high, axis)], axis)
     return field
 
 
