@@ -215,6 +215,10 @@ def test_register_nonrigid_compiling_ahead_does_not_change_the_result(monkeypatc
     (dict(learning_rate=0.0), "`learning_rate` is 0.0"),
     (dict(fold_threshold=1.0), "`fold_threshold` is 1.0"),
     (dict(fold_threshold=-0.1), "`fold_threshold` is -0.1"),
+    (dict(fold_threshold=float("nan")), "`fold_threshold` is nan"),
+    (dict(fold_threshold="0.3"), "`fold_threshold` is '0.3' (str); it needs a number"),
+    (dict(fold_weight=None), "`fold_weight` is None (NoneType); it needs a number"),
+    (dict(learning_rate=True), "`learning_rate` is True (bool); it needs a number"),
     (dict(initial_theta=np.full((1, 4, 3), np.nan)), "NaN or infinite"),
     (dict(initial_ddf=np.full((1, 8, 16, 16, 3), np.inf, np.float32)), "NaN or infinite"),
 ])

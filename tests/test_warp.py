@@ -367,6 +367,9 @@ def test_non_finite_locations_get_a_clear_error():
         warp.integrate_velocity(velocity)
     with pytest.raises(ValueError, match="non-finite values"):
         warp.warp(np.ones((1, 16, 8, 10), np.float32), velocity)
+    points = np.array([[1.0, 2.0, 3.0], [np.nan, 0.0, 0.0], [0.0, np.inf, 0.0]], np.float32)
+    with pytest.raises(ValueError, match="`points` has non-finite values"):
+        warp.resample_points(np.ones((1, 16, 8, 10), np.float32), points)
 
 
 # ---------------------------------------------------------------- scattered points (#18)

@@ -370,6 +370,11 @@ def resample_points(vol, points, mode: str = "constant") -> tf.Tensor:
     points_shape = check_rank(points, "points", [2, 3], "(batch, n, 3) or (n, 3)")
     if points_shape[-1] != 3:
         raise ValueError(f"`points` has shape {points_shape}; its last axis must hold 3 voxel coordinates.")
+    if tf.executing_eagerly() and not bool(tf.reduce_all(tf.math.is_finite(points))):
+        raise ValueError(
+            "`points` has non-finite values (NaN or inf): check the transform that produced "
+            "them (a diverged optimisation gives NaN; lower its learning rate)."
+        )
     has_channels = len(vol_shape) == 5
     vol = vol if has_channels else vol[..., None]
     points = points if len(points_shape) == 3 else points[None]
@@ -388,8 +393,10 @@ def resample_points(vol, points, mode: str = "constant") -> tf.Tensor:
     flat = tf.reshape(vol, [tf.shape(vol)[0], -1, vol.shape[-1]])
     # All eight corners in one gather: per axis the (low, high) index and weight
     # pairs, combined by broadcasting into (batch, n, 2, 2, 2) flat indices and
-    # weights (one gather and one contraction, not eight of each: a small graph
-    # that traces and compiles quickly inside an optimiser's loop).
+    # weights (one gather and one weighted sum, not eight of each: a small graph
+    # that traces and compiles quickly inside an optimiser's loop). The sum is a
+    # product and a reduction, not a matrix product, which recent GPUs would
+    # round to TensorFloat-32.
     ends = tf.stack([low, high], axis=-1)  # (batch, n, 3, 2)
     weights = tf.stack([1.0 - frac, frac], axis=-1)  # (batch, n, 3, 2)
     index = (ends[..., 0, :, None, None] * (d2 * d3) + ends[..., 1, None, :, None] * d3
@@ -398,7 +405,7 @@ def resample_points(vol, points, mode: str = "constant") -> tf.Tensor:
     count = tf.shape(points)[1]
     values = tf.gather(flat, tf.reshape(index, [tf.shape(points)[0], count * 8]), batch_dims=1)
     values = tf.reshape(values, [tf.shape(points)[0], count, 8, vol.shape[-1]])
-    sampled = tf.einsum("bnk,bnkc->bnc", tf.reshape(weight, [tf.shape(points)[0], count, 8]), values)
+    sampled = tf.reduce_sum(tf.reshape(weight, [tf.shape(points)[0], count, 8, 1]) * values, axis=2)
     if mode == "constant":
         inside = tf.reduce_all((points >= 0.0) & (points <= upper), axis=-1)
         sampled = sampled * tf.cast(inside, tf.float32)[..., None]

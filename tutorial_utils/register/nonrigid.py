@@ -35,7 +35,7 @@ _NAMES = ("total", "image", "deform")
 #: determinants: on chapter 4's pair the margin 0.1 left the smallest one at
 #: +0.02, and a change of rounding (the same field maths, another summation
 #: order) turned it into -0.40 at 4 voxels; 0.3 kept it at +0.09 to +0.21 over
-#: those and other seeds, with Dice 0.818-0.824 (README, benchmarks).
+#: three roundings and two seeds, with Dice 0.818-0.824 (README, benchmarks).
 FOLD_THRESHOLD = 0.3
 
 
@@ -205,6 +205,10 @@ def _check_settings(image_loss, deform_loss, learning_rate, deform_weight, fold_
             f"`deform_loss` is {deform_loss!r}; it needs one of {_DEFORM_LOSSES} (the folding "
             "penalty has its own weight, `fold_weight`)."
         )
+    for name, value in (("learning_rate", learning_rate), ("deform_weight", deform_weight),
+                        ("fold_weight", fold_weight), ("fold_threshold", fold_threshold)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise ValueError(f"`{name}` is {value!r} ({type(value).__name__}); it needs a number.")
     for name, value, least in (("learning_rate", learning_rate, "> 0"), ("deform_weight", deform_weight, ">= 0"),
                                ("fold_weight", fold_weight, ">= 0")):
         value = float(value)
