@@ -190,6 +190,17 @@ def _check_mode(mode) -> str:
     return _MODES[mode]
 
 
+def _refuse_non_finite(locations, what: str, source: str) -> None:
+    """A ValueError for NaN or infinite sampling locations (checked when eager; in a
+    compiled graph the check would cost a synchronisation per call). Unchecked, a NaN
+    reaches the gather as index -2**31, a TensorFlow crash."""
+    if tf.executing_eagerly() and not bool(tf.reduce_all(tf.math.is_finite(locations))):
+        raise ValueError(
+            f"{what} has non-finite values (NaN or inf): check {source} that produced them "
+            "(a diverged optimisation gives NaN; lower its learning rate)."
+        )
+
+
 def resample(vol, loc, mode: str = "constant") -> tf.Tensor:
     """Trilinear interpolation of ``vol`` at voxel locations ``loc``.
 
@@ -249,12 +260,7 @@ def resample(vol, loc, mode: str = "constant") -> tf.Tensor:
         raise ValueError(
             f"`loc` has shape {loc_shape}; its last axis must hold 3 voxel coordinates."
         )
-    if tf.executing_eagerly() and not bool(tf.reduce_all(tf.math.is_finite(loc))):
-        raise ValueError(
-            "`loc` (the sampling locations, e.g. grid + ddf) has non-finite values (NaN "
-            "or inf): check the DDF or affine that produced them (a diverged optimisation "
-            "gives NaN; lower its learning rate)."
-        )
+    _refuse_non_finite(loc, "`loc` (the sampling locations, e.g. grid + ddf)", "the DDF or affine")
     has_channels = len(vol_shape) == 5
     if not has_channels:
         vol = vol[..., None]
@@ -370,11 +376,7 @@ def resample_points(vol, points, mode: str = "constant") -> tf.Tensor:
     points_shape = check_rank(points, "points", [2, 3], "(batch, n, 3) or (n, 3)")
     if points_shape[-1] != 3:
         raise ValueError(f"`points` has shape {points_shape}; its last axis must hold 3 voxel coordinates.")
-    if tf.executing_eagerly() and not bool(tf.reduce_all(tf.math.is_finite(points))):
-        raise ValueError(
-            "`points` has non-finite values (NaN or inf): check the transform that produced "
-            "them (a diverged optimisation gives NaN; lower its learning rate)."
-        )
+    _refuse_non_finite(points, "`points`", "the transform")
     has_channels = len(vol_shape) == 5
     vol = vol if has_channels else vol[..., None]
     points = points if len(points_shape) == 3 else points[None]
@@ -402,10 +404,10 @@ def resample_points(vol, points, mode: str = "constant") -> tf.Tensor:
     index = (ends[..., 0, :, None, None] * (d2 * d3) + ends[..., 1, None, :, None] * d3
              + ends[..., 2, None, None, :])
     weight = weights[..., 0, :, None, None] * weights[..., 1, None, :, None] * weights[..., 2, None, None, :]
-    count = tf.shape(points)[1]
-    values = tf.gather(flat, tf.reshape(index, [tf.shape(points)[0], count * 8]), batch_dims=1)
-    values = tf.reshape(values, [tf.shape(points)[0], count, 8, vol.shape[-1]])
-    sampled = tf.reduce_sum(tf.reshape(weight, [tf.shape(points)[0], count, 8, 1]) * values, axis=2)
+    point_batch, count = tf.shape(points)[0], tf.shape(points)[1]
+    values = tf.gather(flat, tf.reshape(index, [point_batch, count * 8]), batch_dims=1)
+    values = tf.reshape(values, [point_batch, count, 8, vol.shape[-1]])
+    sampled = tf.reduce_sum(tf.reshape(weight, [point_batch, count, 8, 1]) * values, axis=2)
     if mode == "constant":
         inside = tf.reduce_all((points >= 0.0) & (points <= upper), axis=-1)
         sampled = sampled * tf.cast(inside, tf.float32)[..., None]
