@@ -121,6 +121,8 @@ def test_checkerboard_is_invisible_to_central_differences_but_not_to_one_sided_o
     (lambda: fields.one_sided_jacobian_determinants(np.zeros((1, 4, 4, 4, 2))), "3 displacements"),
     (lambda: fields.one_sided_difference(np.zeros((1, 4, 4, 4, 3)), 1, "up"), "`direction` is 'up'"),
     (lambda: fields.gaussian_kernel_1d(0.0), "`sigma` is 0.0"),
+    (lambda: fields.extend_quadratically(np.zeros((1, 5, 2, 7, 3)), 1), "at least 3 voxels per axis"),
+    (lambda: fields.extend_quadratically(np.zeros((1, 5, 4, 7, 3)), 3), "`width` is 3"),
     (lambda: fields.smooth_array(np.zeros((4, 4)), 1.0), "`volume` has shape (4, 4)"),
     (lambda: fields.smooth_tensor(np.zeros((1, 4, 4, 4)), -1.0), "`sigma` is -1.0"),
 ])
