@@ -119,3 +119,39 @@ def test_bad_input_gets_clear_errors(call, message):
     with pytest.raises(ValueError) as info:
         call()
     assert message in str(info.value)
+
+
+def test_tensor_paths_have_no_matrix_product_and_keep_float32_at_large_coordinates():
+    # TensorFloat-32 (TensorFlow's default for matrix products on Ampere and later GPUs)
+    # would round a coordinate of 250 to a step of 0.125; the tensor paths use
+    # elementwise products, so the graph has no matrix product to round and the
+    # values are float32's. (The op check is what fails on any machine if a matmul
+    # comes back; the values only differ on such a GPU.)
+    from graph_ops import matrix_products
+
+    theta, batch = random_theta(scale=0.1), random_theta(2, scale=0.1)
+    points = RNG.uniform(150, 250, (64, 3))
+    grid = tf.constant(affine.reference_grid((4, 5, 6)), tf.float32)
+    to_theta, from_theta = affine.affine_parameterisation((40, 250, 250))
+
+    def with_gradient(function):
+        def traced(theta):
+            with tf.GradientTape() as tape:
+                tape.watch(theta)
+                value = tf.reduce_sum(function(theta))
+            return value, tape.gradient(value, theta)
+        return traced
+
+    cases = {
+        "transform_points": (lambda t: affine.transform_points(t, tf.constant(points, tf.float32)), theta),
+        "transform_points batched grid": (lambda t: affine.transform_points(t, grid), batch),
+        "ddf_from_affine": (lambda t: affine.ddf_from_affine(t, (4, 5, 6)), batch),
+        "centre": (lambda t: affine.centre(t, (40, 250, 250)), theta),
+        "to_theta": (lambda p: to_theta(p), theta),
+        "from_theta": (lambda t: from_theta(t), theta),
+    }
+    for name, (function, value) in cases.items():
+        assert matrix_products(with_gradient(function), tf.constant(value, tf.float32)) == set(), name
+    got = affine.transform_points(tf.constant(theta, tf.float32), tf.constant(points, tf.float32)).numpy()
+    expected = homogeneous(points.astype(np.float32).astype(np.float64)) @ theta.astype(np.float32).astype(np.float64)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)  # float32 of ~250: 3e-5 per product

@@ -261,3 +261,20 @@ def test_ddf_step_uses_the_fold_threshold_it_is_given(threshold):
         hinges.append(np.maximum(0.0, threshold - np.linalg.det(jacobian)).mean())
     assert min(hinges) >= 0 and max(hinges) > 0
     np.testing.assert_allclose(total - image_term, np.mean(hinges), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("velocity", [False, True])
+def test_ddf_step_has_no_matrix_product(velocity):
+    # the nonrigid step (warp, LNCC, bending, folding hinge, Adam), compiled as the
+    # pipeline compiles it: no matrix product for TensorFloat-32 to round on Ampere
+    # and later GPUs (tests/graph_ops.py)
+    from graph_ops import matrix_products
+
+    fixed = tf.constant(smooth_volume((8, 10, 12), rng=np.random.default_rng(1)))
+    moving = tf.constant(np.roll(fixed.numpy(), 1, axis=2))
+    update = nonrigid._step_function("lncc", "bending", True, velocity, True, True)
+    field = tf.Variable(tf.zeros((1, 8, 10, 12, 3)))
+    adam = register.AdamVariables.of(field)
+    arguments = (field, adam.m, adam.v, adam.t, fixed, moving, tf.zeros((1, 8, 10, 12, 3)),
+                 losses.window_moments(fixed), tf.constant([1.0, 1.0, 0.1, 0.3]))
+    assert matrix_products(update, *arguments) == set()

@@ -403,3 +403,33 @@ def test_resample_points_equals_resample_on_the_same_locations_and_has_gradients
         warp.resample_points(vol, np.zeros((3, 4, 3)))
     with pytest.raises(ValueError, match="last axis must hold 3"):
         warp.resample_points(vol, np.zeros((4, 2)))
+
+
+def test_warp_and_resample_points_have_no_matrix_product_forward_or_backward():
+    # Matrix products run in TensorFloat-32 (10-bit mantissa) on Ampere and later GPUs
+    # by default: interpolation weights would be rounded to about 1e-3. The warp's
+    # corners are summed with a product and a reduction instead (tests/graph_ops.py).
+    from graph_ops import matrix_products
+
+    rng = np.random.default_rng(3)
+    vol = tf.constant(rng.random((2, 6, 7, 8, 2)), tf.float32)
+    ddf = tf.constant(rng.normal(0, 1.5, (2, 6, 7, 8, 3)), tf.float32)
+    points = tf.constant(rng.uniform(0, 5, (50, 3)), tf.float32)
+
+    def warp_and_gradients(vol, ddf):
+        with tf.GradientTape() as tape:
+            tape.watch([vol, ddf])
+            value = tf.reduce_sum(warp.warp(vol, ddf) ** 2)
+        return tape.gradient(value, [vol, ddf])
+
+    def points_and_gradients(vol, points):
+        with tf.GradientTape() as tape:
+            tape.watch([vol, points])
+            value = tf.reduce_sum(warp.resample_points(vol, points) ** 2)
+        return tape.gradient(value, [vol, points])
+
+    assert matrix_products(warp_and_gradients, vol, ddf) == set()
+    assert matrix_products(tf.function(warp_and_gradients, jit_compile=True), vol, ddf) == set()
+    assert matrix_products(points_and_gradients, vol[:1, ..., 0], points) == set()
+    assert matrix_products(lambda theta: warp.warp_grid(warp.get_reference_grid((4, 5, 6)), theta),
+                           warp.random_transform_generator(2, 0.3, seed=3)) == set()

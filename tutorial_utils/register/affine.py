@@ -20,7 +20,7 @@ import numpy as np
 from .._checks import as_float32 as _as_float32
 from .._tf import tf
 from ..results import RegistrationResult
-from ..affine import affine_parameterisation
+from ..affine import affine_parameterisation, transform_points
 from ..losses import get_loss
 from ..warp import identity_affine, resample_points
 from .loop import LevelRun, batched_pair, coarse_to_fine, run_steps
@@ -109,7 +109,7 @@ def sampled_dissimilarity(fixed, moving, points, theta, image_loss: str = "ssd")
     fixed = tf.reshape(fixed, tf.shape(fixed)[-3:]) if len(fixed.shape) == 4 else fixed
     moving = tf.reshape(moving, tf.shape(moving)[-3:]) if len(moving.shape) == 4 else moving
     theta = tf.reshape(tf.cast(theta, tf.float32), (4, 3))
-    mapped = points @ theta[:3] + theta[3]
+    mapped = transform_points(theta, points)  # no matrix product: float32 on every GPU
     upper = tf.cast(tf.shape(moving), tf.float32) - 1.0
     inside = tf.cast(tf.reduce_all((mapped >= 0.0) & (mapped <= upper), axis=-1), tf.float32)
     fixed_values = resample_points(fixed[None], points)  # (1, n): one home for interpolation
@@ -243,7 +243,7 @@ def make_stochastic_affine_step(
         "average_sum": tf.Variable(tf.zeros((4, 3))), "average_count": tf.Variable(0.0),
     }
     corners = tf.constant(
-        [[x, y, z, 1.0] for x in (0, sizes[0] - 1) for y in (0, sizes[1] - 1) for z in (0, sizes[2] - 1)],
+        [[x, y, z] for x in (0, sizes[0] - 1) for y in (0, sizes[1] - 1) for z in (0, sizes[2] - 1)],
         tf.float32,
     )
 
@@ -258,7 +258,7 @@ def make_stochastic_affine_step(
                                tf.gather(accumulate, index), loss, overlap)
 
     def chunk(fixed, moving, learning_rates, accumulate, all_points, count):
-        before = corners @ to_theta(variables["parameters"])[0]
+        before = transform_points(to_theta(variables["parameters"])[0], corners)
         state = AdamState(**{name: variables[name].read_value() for name in _KEPT},
                           loss_sum=tf.constant(0.0), overlap=tf.constant(0.0))
         start_count = state.step
@@ -270,7 +270,7 @@ def make_stochastic_affine_step(
         )
         for name in _KEPT:
             variables[name].assign(getattr(state, name))
-        moved = tf.reduce_max(tf.norm(corners @ to_theta(state.parameters)[0] - before, axis=-1))
+        moved = tf.reduce_max(tf.norm(transform_points(to_theta(state.parameters)[0], corners) - before, axis=-1))
         return state.loss_sum / tf.cast(count, tf.float32), moved, state.overlap
 
     compiled = tf.function(chunk, jit_compile=jit_compile, autograph=False)
