@@ -5,7 +5,8 @@ TensorFloat-32 on Ampere and later GPUs by default: inputs rounded to 10 bits
 of mantissa. The coordinate and interpolation paths must not contain one
 (see tutorial_utils/affine.py); a test can check that on any machine by
 listing the traced graph's operations, which is what no CPU run of the values
-could show.
+could show. (The mutual-information loss's joint histogram is the one matrix
+product left, on purpose: see losses.global_mutual_information.)
 """
 import tensorflow as tf
 

@@ -726,3 +726,25 @@ def test_lncc_rejects_fixed_moments_of_another_image():
         losses.lncc(fixed, fixed, fixed_moments=losses.window_moments(fixed[:, :6]))
     with pytest.raises(ValueError, match="the \(mean, variance\) pair"):
         losses.lncc(fixed, fixed, fixed_moments=fixed)
+
+
+def test_mutual_information_is_the_only_loss_with_a_matrix_product():
+    # Matrix products run in TensorFloat-32 on Ampere and later GPUs (tests/graph_ops.py).
+    # The image losses a registration step uses have none, with their gradients; the
+    # mutual information keeps its joint histogram's einsum on purpose (commented there).
+    from graph_ops import matrix_products
+
+    rng = np.random.default_rng(4)
+    fixed = tf.constant(rng.random((1, 8, 9, 10)), tf.float32)
+
+    def with_gradient(name):
+        def traced(warped):
+            with tf.GradientTape() as tape:
+                tape.watch(warped)
+                value = tf.reduce_sum(losses.get_loss(name)(fixed, warped))
+            return value, tape.gradient(value, warped)
+        return traced
+
+    warped = tf.constant(rng.random((1, 8, 9, 10)), tf.float32)
+    found = {name: matrix_products(with_gradient(name), warped) for name in losses.LOSS_NAMES["image"]}
+    assert found == {"ssd": set(), "ncc": set(), "lncc": set(), "gmi": {"Einsum"}}
