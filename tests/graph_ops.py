@@ -10,8 +10,9 @@ product left, on purpose: see losses.global_mutual_information.)
 """
 import tensorflow as tf
 
-#: Operations that TensorFloat-32 rounds (matrix products; convolutions are
-#: left to the network, where TensorFloat-32 is the usual choice).
+#: Operations that TensorFloat-32 rounds: matrix products. (Convolutions are
+#: rounded too; the network's, and Gaussian smoothing over 15 taps such as the
+#: multi-scale Dice's, keep it, the usual choice for training.)
 MATRIX_PRODUCTS = {"MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum", "XlaEinsum", "XlaDot", "XlaDotV2"}
 
 
