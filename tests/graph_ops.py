@@ -27,6 +27,17 @@ def operation_types(function, *args):
     return types
 
 
+def with_gradient(function):
+    """``traced(x)`` -> ``(sum of function(x), its gradient with respect to x)``: the
+    forward and backward graph of one tensor argument, for :func:`matrix_products`."""
+    def traced(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value = tf.reduce_sum(function(x))
+        return value, tape.gradient(value, x)
+    return traced
+
+
 def matrix_products(function, *args):
     """The matrix-product op types (:data:`MATRIX_PRODUCTS`) in ``function``'s graph."""
     return operation_types(function, *args) & MATRIX_PRODUCTS

@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 from scipy import ndimage
 
+from graph_ops import matrix_products, with_gradient
 from tutorial_utils import affine, warp
 
 RNG = np.random.default_rng(13)
@@ -127,20 +128,10 @@ def test_tensor_paths_have_no_matrix_product_and_keep_float32_at_large_coordinat
     # elementwise products, so the graph has no matrix product to round and the
     # values are float32's. (The op check is what fails on any machine if a matmul
     # comes back; the values only differ on such a GPU.)
-    from graph_ops import matrix_products
-
     theta, batch = random_theta(scale=0.1), random_theta(2, scale=0.1)
     points = RNG.uniform(150, 250, (64, 3))
     grid = tf.constant(affine.reference_grid((4, 5, 6)), tf.float32)
     to_theta, from_theta = affine.affine_parameterisation((40, 250, 250))
-
-    def with_gradient(function):
-        def traced(theta):
-            with tf.GradientTape() as tape:
-                tape.watch(theta)
-                value = tf.reduce_sum(function(theta))
-            return value, tape.gradient(value, theta)
-        return traced
 
     cases = {
         "transform_points": (lambda t: affine.transform_points(t, tf.constant(points, tf.float32)), theta),

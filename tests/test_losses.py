@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 from scipy import ndimage
 
+from graph_ops import matrix_products, with_gradient
 from tutorial_utils import losses, metrics
 
 RNG = np.random.default_rng(2024)
@@ -732,19 +733,9 @@ def test_mutual_information_is_the_only_loss_with_a_matrix_product():
     # Matrix products run in TensorFloat-32 on Ampere and later GPUs (tests/graph_ops.py).
     # The image losses a registration step uses have none, with their gradients; the
     # mutual information keeps its joint histogram's einsum on purpose (commented there).
-    from graph_ops import matrix_products
-
     rng = np.random.default_rng(4)
     fixed = tf.constant(rng.random((1, 8, 9, 10)), tf.float32)
-
-    def with_gradient(name):
-        def traced(warped):
-            with tf.GradientTape() as tape:
-                tape.watch(warped)
-                value = tf.reduce_sum(losses.get_loss(name)(fixed, warped))
-            return value, tape.gradient(value, warped)
-        return traced
-
     warped = tf.constant(rng.random((1, 8, 9, 10)), tf.float32)
-    found = {name: matrix_products(with_gradient(name), warped) for name in losses.LOSS_NAMES["image"]}
+    found = {name: matrix_products(with_gradient(lambda w, name=name: losses.get_loss(name)(fixed, w)), warped)
+             for name in losses.LOSS_NAMES["image"]}
     assert found == {"ssd": set(), "ncc": set(), "lncc": set(), "gmi": {"Einsum"}}

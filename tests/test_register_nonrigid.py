@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 from scipy import ndimage
 
+from graph_ops import matrix_products
 from tutorial_utils import losses, register, warp
 from tutorial_utils.register import nonrigid
 
@@ -268,8 +269,6 @@ def test_ddf_step_has_no_matrix_product(velocity):
     # the nonrigid step (warp, LNCC, bending, folding hinge, Adam), compiled as the
     # pipeline compiles it: no matrix product for TensorFloat-32 to round on Ampere
     # and later GPUs (tests/graph_ops.py)
-    from graph_ops import matrix_products
-
     fixed = tf.constant(smooth_volume((8, 10, 12), rng=np.random.default_rng(1)))
     moving = tf.constant(np.roll(fixed.numpy(), 1, axis=2))
     update = nonrigid._step_function("lncc", "bending", True, velocity, True, True)

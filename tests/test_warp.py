@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 from scipy import ndimage
 
+from graph_ops import matrix_products
 from tutorial_utils import warp
 
 RNG = np.random.default_rng(1234)
@@ -409,8 +410,6 @@ def test_warp_and_resample_points_have_no_matrix_product_forward_or_backward():
     # Matrix products run in TensorFloat-32 (10-bit mantissa) on Ampere and later GPUs
     # by default: interpolation weights would be rounded to about 1e-3. The warp's
     # corners are summed with a product and a reduction instead (tests/graph_ops.py).
-    from graph_ops import matrix_products
-
     rng = np.random.default_rng(3)
     vol = tf.constant(rng.random((2, 6, 7, 8, 2)), tf.float32)
     ddf = tf.constant(rng.normal(0, 1.5, (2, 6, 7, 8, 3)), tf.float32)

@@ -95,8 +95,8 @@ def _rows_times(rows, matrix):
     ``rows`` is ``(..., 3)`` and ``matrix`` is ``(..., 3, p)`` (their leading axes
     broadcast, as in ``matmul``); returns ``(..., p)``. Elementwise products
     are never rounded to TensorFloat-32 (see the module notes), unlike
-    ``matmul``; the sum runs over the three rows in order, as a float32 dot
-    product of length 3. Unstacked, not sliced: under XLA the gradients of
+    ``matmul``; the sum runs over the three rows in order, a dot product of
+    length 3 in the inputs' dtype. Unstacked, not sliced: under XLA the gradients of
     slices are pads, and the affine recipe compiled 0.3 s longer with them.
     """
     tf = _tf_or_none(rows, matrix)
