@@ -273,7 +273,7 @@ def test_register_files_leaves_global_state(tmp_path, monkeypatch):
 
     # two steps: XLA's compile of the nonrigid step would be most of the time and touches no
     # Python state (the same traced code runs; test_register_nonrigid.py checks XLA = graph)
-    tiny = {"affine": {"sigmas": (1.0,), "iterations": (2,), "samples": 32},
+    tiny = {"affine": {"sigmas": (1.0,), "iterations": (2,), "samples": 256},
             "nonrigid": {"levels": 1, "iterations": (2,), "jit_compile": False}}
     monkeypatch.setitem(files.SETTINGS, "quick", tiny)
     image = VOLUME[:8, :8, :8] + np.arange(8)[:, None, None]

@@ -432,3 +432,56 @@ def test_warp_and_resample_points_have_no_matrix_product_forward_or_backward():
     assert matrix_products(points_and_gradients, vol[:1, ..., 0], points) == set()
     assert matrix_products(lambda theta: warp.warp_grid(warp.get_reference_grid((4, 5, 6)), theta),
                            warp.random_transform_generator(2, 0.3, seed=3)) == set()
+
+
+# --------------------------------------------------------------------------
+# sample_with_gradient: the NumPy interpolation the Gauss-Newton affine uses
+# --------------------------------------------------------------------------
+def test_sample_with_gradient_values_match_scipy_and_resample_points():
+    rng = np.random.default_rng(11)
+    volume = rng.random((7, 9, 5))
+    points = rng.random((3000, 3)) * (np.array(volume.shape) - 1)
+    points[:6] = np.floor(points[:6])  # on cell faces
+    points[6] = np.array(volume.shape) - 1  # the far corner (the last cell, clamped)
+    points[7] = 0.0
+    values, gradient = warp.sample_with_gradient(volume, points)
+    np.testing.assert_allclose(values, ndimage.map_coordinates(volume, points.T, order=1), atol=1e-13)
+    np.testing.assert_allclose(values, warp.resample_points(volume[None].astype(np.float32), points).numpy()[0],
+                               atol=1e-6)
+    assert values.dtype == gradient.dtype == np.float64 and gradient.shape == (3000, 3)
+
+
+def test_sample_with_gradient_is_the_interpolants_derivative():
+    """Central differences of SciPy's trilinear interpolation (float64, h = 1e-6) away from
+    cell faces, where the piecewise-trilinear function is smooth; exact on a linear volume."""
+    rng = np.random.default_rng(12)
+    volume = rng.random((6, 8, 7))
+    points = 0.05 + rng.random((2000, 3)) * (np.array(volume.shape) - 1.1)
+    frac = points - np.floor(points)
+    points = points[np.all((frac > 1e-3) & (frac < 1 - 1e-3), axis=1)]
+    _, gradient = warp.sample_with_gradient(volume, points)
+    for axis in range(3):
+        step = np.zeros(3)
+        step[axis] = 1e-6
+        difference = (ndimage.map_coordinates(volume, (points + step).T, order=1)
+                      - ndimage.map_coordinates(volume, (points - step).T, order=1)) / 2e-6
+        np.testing.assert_allclose(gradient[:, axis], difference, atol=1e-7)
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in (4, 5, 6)], indexing="ij"), -1)
+    linear = grid @ np.array([0.5, -2.0, 3.0]) + 1.0
+    inside = rng.random((50, 3)) * np.array([3, 4, 5])
+    values, gradient = warp.sample_with_gradient(linear, inside)
+    np.testing.assert_allclose(values, inside @ np.array([0.5, -2.0, 3.0]) + 1.0, atol=1e-12)
+    np.testing.assert_allclose(gradient, np.broadcast_to([0.5, -2.0, 3.0], gradient.shape), atol=1e-12)
+
+
+@pytest.mark.parametrize("volume, points, message", [
+    (np.zeros((4, 4)), np.zeros((1, 3)), "`volume` has shape"),
+    (np.zeros((4, 1, 4)), np.zeros((1, 3)), "`volume` has shape"),
+    (np.zeros((4, 4, 4)), np.zeros((1, 2)), "`points` has shape"),
+    (np.zeros((4, 4, 4)), np.array([[np.nan, 0.0, 0.0]]), "`points` has shape"),
+    (np.zeros((4, 4, 4)), np.array([[3.5, 0.0, 0.0]]), "inside the volume"),
+    (np.zeros((4, 4, 4)), np.array([[0.0, -0.1, 0.0]]), "inside the volume"),
+])
+def test_sample_with_gradient_refuses_what_it_cannot_interpolate(volume, points, message):
+    with pytest.raises(ValueError, match=message):
+        warp.sample_with_gradient(volume, points)

@@ -17,7 +17,9 @@ Conventions
   :func:`compose_ddf` and :func:`integrate_velocity` use.
 
 Everything here is plain TensorFlow, differentiable, and can be compiled with
-``tf.function(jit_compile=True)``.
+``tf.function(jit_compile=True)``, except :func:`sample_with_gradient`: the same
+trilinear interpolation of scattered points in NumPy, with its derivative, for
+the Gauss-Newton affine optimiser, which needs no compilation at all.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ __all__ = [
     "centre_affine",
     "resample",
     "resample_points",
+    "sample_with_gradient",
     "Warping",
     "warp",
     "ddf_from_affine",
@@ -415,6 +418,80 @@ def resample_points(vol, points, mode: str = "constant") -> tf.Tensor:
         inside = tf.reduce_all((points >= 0.0) & (points <= upper), axis=-1)
         sampled = sampled * tf.cast(inside, tf.float32)[..., None]
     return sampled if has_channels else sampled[..., 0]
+
+
+def sample_with_gradient(volume, points):
+    """Trilinear values of ``volume`` at ``points`` and their exact spatial derivative (NumPy).
+
+    The interpolation of :func:`resample_points` (the same cells, the same
+    clamping at the last voxel), evaluated with NumPy in float64 for one
+    volume, plus the derivative of that interpolant along each axis: inside a
+    cell the trilinear function is linear along each axis, so the derivative
+    along ``d1`` is the difference of the two faces (interpolated along
+    ``d2`` and ``d3``), and likewise for ``d2`` and ``d3``. At a point on a
+    cell face the derivative is the one of the cell above it (the one below
+    for the last voxel). This is what a Gauss-Newton step needs: the residual
+    and its Jacobian at a few thousand points, in milliseconds, with no graph
+    to trace or compile.
+
+    Parameters
+    ----------
+    volume : array ``(d1, d2, d3)`` (or ``(1, d1, d2, d3)``), each size >= 2.
+    points : array ``(n, 3)``, voxel coordinates inside the volume:
+        ``0 <= points <= size - 1`` along each axis.
+
+    Returns
+    -------
+    (values, gradient) : float64 arrays ``(n,)`` and ``(n, 3)``; the gradient
+    is in intensity per voxel, along ``(d1, d2, d3)``.
+
+    Raises
+    ------
+    ValueError
+        For a volume that is not 3-D (or ``(1, d1, d2, d3)``) with each size >= 2,
+        points that are not ``(n, 3)`` finite values, or points outside the volume
+        (mask them first: the caller decides what outside means).
+
+    Examples
+    --------
+    >>> volume = np.arange(8.0).reshape(2, 2, 2)  # 4 x + 2 y + z
+    >>> values, gradient = sample_with_gradient(volume, np.array([[0.5, 0.5, 0.5]]))
+    >>> values.tolist(), gradient.tolist()
+    ([3.5], [[4.0, 2.0, 1.0]])
+    """
+    volume = np.asarray(volume, dtype=np.float64)
+    volume = volume[0] if volume.ndim == 4 and volume.shape[0] == 1 else volume
+    points = np.asarray(points, dtype=np.float64)
+    if volume.ndim != 3 or min(volume.shape) < 2:
+        raise ValueError(f"`volume` has shape {np.shape(volume)}; it needs (d1, d2, d3), each >= 2.")
+    upper = np.asarray(volume.shape, np.float64) - 1.0
+    if points.ndim != 2 or points.shape[1] != 3 or not np.all(np.isfinite(points)):
+        raise ValueError(f"`points` has shape {points.shape}; it needs (n, 3) finite voxel coordinates.")
+    if np.any(points < 0.0) or np.any(points > upper):
+        raise ValueError(
+            f"`points` span {points.min(axis=0).round(3).tolist()} to {points.max(axis=0).round(3).tolist()}; "
+            f"they need to lie inside the volume, 0 to {upper.tolist()} per axis: mask the others first."
+        )
+    # the cell's lower corner (truncation is the floor here: points >= 0), the last cell at the far face
+    low = np.minimum(points.astype(np.int64), np.asarray(volume.shape) - 2)
+    frac = points - low
+    strides = (volume.shape[1] * volume.shape[2], volume.shape[2])
+    base = low[:, 0] * strides[0] + low[:, 1] * strides[1] + low[:, 2]
+    flat = volume.ravel()
+    # corners[i][j][k]: the corner low + (i, j, k), each one gather of n values (1-D
+    # arithmetic below: several times faster in NumPy than on (n, 2, 2, 2) blocks)
+    corners = [[[flat[base + (i * strides[0] + j * strides[1] + k)] for k in (0, 1)] for j in (0, 1)]
+               for i in (0, 1)]
+    x, y, z = frac[:, 0], frac[:, 1], frac[:, 2]
+    along_3 = [[c[0] + (c[1] - c[0]) * z for c in face] for face in corners]  # [i][j]: along d3
+    faces = [f[0] + (f[1] - f[0]) * y for f in along_3]  # [i]: on the two d1 faces
+    values = faces[0] + (faces[1] - faces[0]) * x
+    d_1 = faces[1] - faces[0]
+    d_2 = (1 - x) * (along_3[0][1] - along_3[0][0]) + x * (along_3[1][1] - along_3[1][0])
+    steps_3 = [[c[1] - c[0] for c in face] for face in corners]
+    d_3 = ((1 - x) * ((1 - y) * steps_3[0][0] + y * steps_3[0][1])
+           + x * ((1 - y) * steps_3[1][0] + y * steps_3[1][1]))
+    return values, np.stack([d_1, d_2, d_3], axis=1)
 
 
 def warp(volume, ddf, mode: str = "constant") -> tf.Tensor:

@@ -2,8 +2,9 @@
 
 The chapters write their first optimisation loop out in full, so a reader sees
 the ``GradientTape``; this package holds the loop drivers they share and the
-improved recipes built on them. Every step is compiled with XLA
-(``jit_compile=True``), which is what makes the recipes quick on a CPU.
+improved recipes built on them. Every gradient step is compiled with XLA
+(``jit_compile=True``), which is what makes the recipes quick on a CPU; the
+affine recipe's default optimiser, Gauss-Newton, is NumPy and compiles nothing.
 
 - :mod:`~tutorial_utils.register.loop`: :func:`run_steps` (one optimisation
   loop: history, timing, progress, early stop) and :func:`coarse_to_fine` (the
@@ -12,7 +13,8 @@ improved recipes built on them. Every step is compiled with XLA
   :func:`pyramid_sizes`, :func:`smoothing_pyramid`, :func:`upsample_field`;
 - :mod:`~tutorial_utils.register.affine`: :func:`sample_points`,
   :func:`sampled_dissimilarity`, :func:`affine_parameterisation`,
-  :func:`make_stochastic_affine_step`, :func:`affine_schedule`, :func:`register_affine`;
+  :func:`make_stochastic_affine_step`, :func:`affine_schedule`, :func:`gauss_newton_step`,
+  :func:`register_affine`;
 - :mod:`~tutorial_utils.register.nonrigid`: :func:`make_ddf_step`,
   :func:`register_nonrigid` (its folding hinge is
   :func:`tutorial_utils.losses.folding_penalty`).
@@ -32,6 +34,7 @@ from .affine import (
     AdamState,
     affine_parameterisation,
     affine_schedule,
+    gauss_newton_step,
     make_stochastic_affine_step,
     register_affine,
     sample_points,
@@ -60,6 +63,7 @@ __all__ = [
     "AdamState",
     "make_stochastic_affine_step",
     "affine_schedule",
+    "gauss_newton_step",
     "register_affine",
     "make_ddf_step",
     "register_nonrigid",

@@ -20,9 +20,9 @@ import numpy as np
 from .._checks import as_float32 as _as_float32
 from .._tf import tf
 from ..results import RegistrationResult
-from ..affine import affine_parameterisation, transform_points
+from ..affine import affine_parameterisation, parameterisation_matrices, transform_points
 from ..losses import get_loss
-from ..warp import identity_affine, resample_points
+from ..warp import identity_affine, resample_points, sample_with_gradient
 from .loop import LevelRun, batched_pair, coarse_to_fine, run_steps
 from .pyramid import smoothing_pyramid
 
@@ -33,6 +33,7 @@ __all__ = [
     "AdamState",
     "make_stochastic_affine_step",
     "affine_schedule",
+    "gauss_newton_step",
     "register_affine",
 ]
 
@@ -351,6 +352,148 @@ def affine_schedule(
     return rates, np.arange(n) >= n - averaged_count
 
 
+# --------------------------------------------------------------------------
+# Gauss-Newton: the second-order step of least squares (NumPy, nothing compiled)
+# --------------------------------------------------------------------------
+#: Levenberg-Marquardt damping of :func:`gauss_newton_step`, relative to the normal matrix's diagonal.
+GN_DAMPING = 1e-3
+#: The most a :func:`gauss_newton_step` moves any corner of the volume, in voxels (a trust region).
+GN_MAX_STEP = 5.0
+
+
+def _corner_design(size, matrix) -> np.ndarray:
+    """``[corner, 1] M`` for the 8 corners of a volume: how each corner moves per parameter, ``(8, 4)``."""
+    corners = [[x, y, z] for x in (0, size[0] - 1) for y in (0, size[1] - 1) for z in (0, size[2] - 1)]
+    return np.concatenate([np.asarray(corners, np.float64), np.ones((8, 1))], axis=1) @ matrix
+
+
+def gauss_newton_step(fixed, moving, parameters, points, damping: float = GN_DAMPING,
+                      max_step: float = GN_MAX_STEP):
+    r"""One Gauss-Newton step on the sampled SSD, in the centred parameters.
+
+    With :math:`r_k = M(T_\theta(p_k)) - F(p_k)` at the sampled points whose
+    mapped position lies inside the moving volume, and :math:`J` the
+    derivative of :math:`r` with respect to the 12 parameters (the moving
+    image's trilinear gradient at the mapped point times the parameterisation's
+    design row ``[p, 1] M``, :func:`tutorial_utils.affine.parameterisation_matrices`),
+    the step solves the normal equations of the linearised least squares,
+
+    .. math:: (J^\top J + \lambda\, \mathrm{diag}(J^\top J))\, \delta = J^\top r,
+              \qquad \text{parameters} \leftarrow \text{parameters} - \delta,
+
+    (Gauss-Newton with Levenberg-Marquardt damping :math:`\lambda`, the step
+    shortened if it would move a corner of the volume by more than
+    ``max_step`` voxels: a trust region against the wild first steps of a
+    poorly determined fit; Nocedal &
+    Wright, *Numerical Optimization*, 2nd ed., sections 10.3 and 10.4; for
+    images, Lucas & Kanade 1981 and Baker & Matthews, IJCV 56:221-255, 2004).
+    SSD is a sum of squares, so :math:`J^\top J` approximates its Hessian
+    from first derivatives alone: near the optimum one step does what hundreds
+    of Adam steps do. NumPy, float64; the 12 x 12 system is solved by
+    ``numpy.linalg.solve``.
+
+    Parameters
+    ----------
+    fixed, moving : arrays ``(d1, d2, d3)``, the (smoothed) images of one shape.
+    parameters : array ``(4, 3)``, centred parameters (:func:`affine_parameterisation`).
+    points : array ``(n, 3)``, fixed-image voxel coordinates inside the volume.
+    damping : float
+        :math:`\lambda` (>= 0).
+    max_step : float
+        Voxels (> 0).
+
+    Returns
+    -------
+    (parameters, loss, overlap) : the updated ``(4, 3)`` float64 parameters;
+    the mean squared difference at the points inside, before the step; the
+    fraction of points inside.
+
+    Raises
+    ------
+    ValueError
+        For fewer than 12 points inside the moving volume (no overlap to fit),
+        or a moving image without gradient at the points (a constant region:
+        the 12 parameters are then undetermined).
+    """
+    fixed, moving = np.asarray(fixed), np.asarray(moving)
+    points = np.asarray(points, np.float64)
+    matrix, offset, _ = parameterisation_matrices(fixed.shape)
+    theta = matrix @ np.asarray(parameters, np.float64) + offset
+    mapped = points @ theta[:3] + theta[3]
+    inside = np.all((mapped >= 0.0) & (mapped <= np.asarray(moving.shape) - 1.0), axis=1)
+    count = int(inside.sum())
+    if count < 12:
+        raise ValueError(
+            f"only {count} of {len(points)} sampled points map inside the moving image; an affine needs "
+            "at least 12. The images do not overlap under this transform: start closer (`initial_theta`)."
+        )
+    if count < len(points):
+        points, mapped = points[inside], mapped[inside]
+    # the fixed image's values (its gradient is not needed: still faster than SciPy's map_coordinates)
+    fixed_values, _ = sample_with_gradient(fixed, points)
+    moving_values, gradient = sample_with_gradient(moving, mapped)
+    residual = moving_values - fixed_values
+    design = np.concatenate([points, np.ones((count, 1))], axis=1) @ matrix  # d mapped / d parameters
+    jacobian = (design[:, :, None] * gradient[:, None, :]).reshape(count, 12)
+    normal = jacobian.T @ jacobian
+    if not np.all(np.diag(normal) > 1e-12 * max(float(np.max(np.diag(normal))), 1e-300)):
+        raise ValueError(
+            "the moving image has no gradient along some direction at the sampled points (a constant "
+            "region?), so Gauss-Newton cannot determine the affine; smooth less or use optimiser='adam'."
+        )
+    step = np.linalg.solve(normal + damping * np.diag(np.diag(normal)), jacobian.T @ residual).reshape(4, 3)
+    longest = float(np.max(np.linalg.norm(_corner_design(fixed.shape, matrix) @ step, axis=1)))
+    if longest > max_step:
+        step = step * (max_step / longest)
+    return np.asarray(parameters, np.float64) - step, float(np.mean(residual**2)), count / len(inside)
+
+
+def _gauss_newton_levels(fixed, moving, *, sigmas, iterations, samples, margin, seed, average_last,
+                         tolerance, initial_theta, progress):
+    """The coarse-to-fine Gauss-Newton loop of :func:`register_affine`: ``(theta, levels_run)``."""
+    size = fixed.shape[1:4]
+    matrix, offset, inverse = parameterisation_matrices(size)
+    start = identity_affine(1).numpy() if initial_theta is None else _as_float32(initial_theta, "initial_theta").numpy()
+    state = {"parameters": inverse @ (np.reshape(start, (4, 3)).astype(np.float64) - offset),
+             "sum": np.zeros((4, 3)), "count": 0, "draws": 0}
+    low, high = np.full(3, float(margin)), np.asarray(size, np.float64) - 1.0 - margin
+    corner_design = _corner_design(size, matrix)
+    names, levels = ("loss", "movement", "overlap", "iterations"), len(sigmas)
+
+    def run_level(level, _):
+        count = int(iterations[level])
+        last = int(math.floor((average_last if level == levels - 1 else 0.0) * count + 1e-9))
+        averaged = np.arange(count) >= count - last
+        # float64 once per level: the interpolation works in float64 (no cast per iteration)
+        fixed_level, moving_level = (smoothing_pyramid(image, [sigmas[level]])[0].astype(np.float64)
+                                     for image in (fixed, moving))
+        index = iter(range(count))
+
+        def step():
+            i = next(index)
+            rng = np.random.default_rng([int(seed), state["draws"]])  # stateless: (seed, iteration)
+            state["draws"] += 1
+            points = low + rng.random((int(samples), 3)) * (high - low)
+            before = state["parameters"]
+            state["parameters"], loss, overlap = gauss_newton_step(fixed_level, moving_level, before, points)
+            if averaged[i]:
+                state["sum"], state["count"] = state["sum"] + state["parameters"], state["count"] + 1
+            movement = np.max(np.linalg.norm(corner_design @ (state["parameters"] - before), axis=1))
+            return loss, float(movement), overlap, 1
+
+        def settled(i, values):
+            return tolerance > 0 and not averaged[i] and values["movement"] < tolerance
+
+        run = run_steps(step, count, names=names, callback=settled, progress=progress,
+                        description=f"affine level {level + 1}/{levels} (Gauss-Newton)")
+        history = {**run["history"], "iterations": [int(n) for n in run["history"]["iterations"]]}
+        return LevelRun(None, history, run["iterations"])
+
+    levels_run = coarse_to_fine(run_level, levels, None, names=names)
+    final = state["sum"] / state["count"] if state["count"] else state["parameters"]
+    return (matrix @ final + offset)[None].astype(np.float32), levels_run
+
+
 def _affine_pair(fixed, moving) -> Tuple[np.ndarray, np.ndarray]:
     """``fixed``, ``moving`` as float32 arrays ``(1, d1, d2, d3)`` of one shape, or a ValueError."""
     fixed = np.asarray(fixed, np.float32)
@@ -362,20 +505,29 @@ def _affine_pair(fixed, moving) -> Tuple[np.ndarray, np.ndarray]:
     return fixed, moving
 
 
+#: Each optimiser's defaults for :func:`register_affine` (``None`` there means these).
+AFFINE_DEFAULTS = {
+    "gauss-newton": dict(iterations=(5, 5, 5, 30), samples=20000),
+    "adam": dict(iterations=(200, 200, 200, 400), samples=2048, learning_rate=0.05, final_learning_rate=0.002,
+                 iterations_per_call=25),
+}
+
+
 def register_affine(
     *,
     fixed,
     moving,
+    optimiser: str = "gauss-newton",
     sigmas: Sequence[float] = (4.0, 2.0, 1.0, 0.5),
-    iterations: Sequence[int] = (200, 200, 200, 400),
-    samples: int = 2048,
-    learning_rate: float = 0.05,
-    final_learning_rate: float = 0.002,
+    iterations: Sequence[int] = None,
+    samples: int = None,
+    learning_rate: float = None,
+    final_learning_rate: float = None,
     image_loss: str = "ssd",
     margin: float = 1.0,
     average_last: float = 0.5,
     tolerance: float = 0.0,
-    iterations_per_call: int = 25,
+    iterations_per_call: int = None,
     seed: int = 0,
     initial_theta=None,
     progress: bool = True,
@@ -384,33 +536,52 @@ def register_affine(
 
     Coarse to fine (:func:`~tutorial_utils.register.coarse_to_fine`): at each
     level both images are smoothed with ``sigmas[level]``
-    (:func:`~tutorial_utils.register.smoothing_pyramid`) and Adam runs exactly
-    ``iterations[level]`` iterations on :func:`sampled_dissimilarity`, in calls
-    of at most ``iterations_per_call`` (:func:`make_stochastic_affine_step`;
-    a level of 30 runs 25 + 5). The learning rate follows
-    :func:`affine_schedule` with ``block=iterations_per_call``: held per block,
-    decaying geometrically from ``learning_rate`` to ``final_learning_rate``
-    across the level's blocks. Exactly the last
-    ``floor(average_last * iterations[-1])`` iterations of the finest level are
-    averaged (Polyak-Ruppert), which cancels most of the sampling noise. A
-    level stops early when a call moves no corner of the volume by more than
-    ``tolerance`` voxels, as long as none of its iterations was averaged yet
-    (a :func:`~tutorial_utils.register.run_steps` callback; 0 disables it);
-    the averaged theta is then the last iterate if nothing was averaged.
+    (:func:`~tutorial_utils.register.smoothing_pyramid`), compared at random
+    off-grid points drawn anew at every iteration, and the centred affine
+    parameters (:func:`affine_parameterisation`) are updated exactly
+    ``iterations[level]`` times by one of two optimisers:
+
+    - ``"gauss-newton"`` (default): :func:`gauss_newton_step` on the sampled
+      SSD, in NumPy. SSD is a sum of squares, so its Hessian is approximated
+      from first derivatives and a step goes most of the way to the minimum:
+      tens of iterations, nothing traced or compiled. Points are drawn with
+      ``numpy.random.default_rng([seed, i])`` for the ``i``-th iteration of
+      the call (all levels counted).
+    - ``"adam"``: Adam on :func:`sampled_dissimilarity` (SSD or NCC), compiled
+      with XLA, in calls of at most ``iterations_per_call``
+      (:func:`make_stochastic_affine_step`; a level of 30 runs 25 + 5). The
+      learning rate follows :func:`affine_schedule` with
+      ``block=iterations_per_call``: held per block, decaying geometrically from
+      ``learning_rate`` to ``final_learning_rate`` across the level's blocks.
+
+    With either, exactly the last ``floor(average_last * iterations[-1])``
+    iterations of the finest level are averaged (Polyak-Ruppert), which
+    cancels most of the sampling noise. A level stops early when an update
+    (Adam: a call) moves no corner of the volume by more than ``tolerance``
+    voxels, as long as none of its iterations was averaged yet (a
+    :func:`~tutorial_utils.register.run_steps` callback; 0 disables it); the
+    averaged theta is then the last iterate if nothing was averaged.
 
     Parameters
     ----------
     fixed, moving : array ``(1, d1, d2, d3)`` (or ``(d1, d2, d3)``), same shape.
+    optimiser : {"gauss-newton", "adam"}
     sigmas, iterations : sequences of equal length, coarse to fine
-        Smoothing in voxels; iterations per level (each >= 1).
+        Smoothing in voxels; iterations per level (each >= 1). ``None``: the
+        optimiser's default (:data:`AFFINE_DEFAULTS`: ``(5, 5, 5, 30)`` for
+        Gauss-Newton, ``(200, 200, 200, 400)`` for Adam).
     samples : int
-        Random off-grid points per iteration.
+        Random off-grid points per iteration (``None``: 20000 for Gauss-Newton,
+        whose step is O(samples) NumPy work; 2048 for Adam).
     learning_rate, final_learning_rate : float
-        Adam's step at the start and end of each level, in parameter units (see
-        :func:`affine_parameterisation`; 0.05 moves a typical voxel by about
-        0.05 times the volume's half-size).
+        Adam only: its step at the start and end of each level, in parameter
+        units (see :func:`affine_parameterisation`; 0.05, the default, moves a
+        typical voxel by about 0.05 times the volume's half-size; 0.002 at the end).
     image_loss : {"ssd", "ncc"}
-    margin, seed, iterations_per_call : see :func:`make_stochastic_affine_step`.
+        ``"ncc"`` with Adam only (Gauss-Newton minimises a sum of squares).
+    margin, seed : see :func:`make_stochastic_affine_step`.
+    iterations_per_call : int
+        Adam only (``None``: 25).
     average_last : float in [0, 1)
     tolerance : float
         Voxels (0: run every iteration).
@@ -422,21 +593,44 @@ def register_affine(
     RegistrationResult
         ``theta``: ``(1, 4, 3)``, the package's convention
         (``warp_grid(grid, theta)`` maps fixed voxels into the moving image);
-        ``history``: lists ``loss`` (mean over the call), ``movement`` (voxels),
-        ``overlap``, ``iterations`` (the call's iteration count) and ``level``,
-        one entry per call; ``iterations``: the iterations run, all levels
-        (``sum(iterations)`` unless a level stopped early); ``seconds``: wall
-        time of the whole call (smoothing and compilation included);
-        ``level_seconds``: per level, smoothing included.
+        ``method``: ``"register_affine (gauss-newton)"`` or ``"register_affine (adam)"``;
+        ``history``: lists ``loss`` (Gauss-Newton: the iteration's SSD before
+        its step; Adam: the mean over the call), ``movement`` (voxels),
+        ``overlap``, ``iterations`` (1 per Gauss-Newton iteration; Adam: the
+        call's iteration count) and ``level``, one entry per iteration or call;
+        ``iterations``: the iterations run, all levels (``sum(iterations)``
+        unless a level stopped early); ``seconds``: wall time of the whole call
+        (smoothing and compilation included); ``level_seconds``: per level,
+        smoothing included.
 
     Raises
     ------
     ValueError
-        For images of different or wrong shapes, mismatched ``sigmas``/``iterations``,
-        or ``average_last`` outside [0, 1).
+        For images of different or wrong shapes, an unknown ``optimiser``,
+        mismatched ``sigmas``/``iterations``, ``average_last`` outside [0, 1),
+        an Adam setting (``learning_rate``, ``final_learning_rate``,
+        ``iterations_per_call``) or ``image_loss="ncc"`` given to Gauss-Newton;
+        from :func:`gauss_newton_step`, images that do not overlap or have no
+        gradient.
     """
     begin = time.perf_counter()
+    if optimiser not in AFFINE_DEFAULTS:
+        raise ValueError(f"`optimiser` is {optimiser!r}; it needs one of {tuple(AFFINE_DEFAULTS)}.")
+    given = dict(iterations=iterations, samples=samples, learning_rate=learning_rate,
+                 final_learning_rate=final_learning_rate, iterations_per_call=iterations_per_call)
+    if optimiser == "gauss-newton":
+        adam_only = [name for name in ("learning_rate", "final_learning_rate", "iterations_per_call")
+                     if given[name] is not None]
+        if adam_only or image_loss != "ssd":
+            raise ValueError(
+                f"{', '.join(f'`{n}`' for n in adam_only) or f'`image_loss`={image_loss!r}'} only applies to "
+                "optimiser='adam'; Gauss-Newton minimises the sampled SSD with steps of its own. Pass "
+                "optimiser='adam' to use it."
+            )
+    settings = {name: AFFINE_DEFAULTS[optimiser][name] if given[name] is None else given[name]
+                for name in AFFINE_DEFAULTS[optimiser]}
     fixed, moving = _affine_pair(fixed, moving)
+    iterations = settings["iterations"]
     if len(sigmas) != len(iterations) or not len(sigmas) or min(iterations) < 1:
         raise ValueError(
             f"`sigmas` {tuple(sigmas)} and `iterations` {tuple(iterations)} need the same, non-zero "
@@ -444,6 +638,22 @@ def register_affine(
         )
     if not 0 <= average_last < 1:
         raise ValueError(f"`average_last` is {average_last}; it needs to lie in [0, 1).")
+    common = dict(sigmas=sigmas, margin=margin, seed=seed, average_last=average_last, tolerance=tolerance,
+                  initial_theta=initial_theta, progress=progress)
+    if optimiser == "gauss-newton":
+        theta, levels_run = _gauss_newton_levels(fixed, moving, **settings, **common)
+    else:
+        theta, levels_run = _adam_levels(fixed, moving, image_loss=image_loss, **settings, **common)
+    return RegistrationResult(
+        method=f"register_affine ({optimiser})", theta=theta, history=levels_run.history,
+        iterations=levels_run.iterations, level_seconds=levels_run.level_seconds,
+        seconds=time.perf_counter() - begin,
+    )
+
+
+def _adam_levels(fixed, moving, *, sigmas, iterations, samples, learning_rate, final_learning_rate, image_loss,
+                 margin, seed, average_last, tolerance, iterations_per_call, initial_theta, progress):
+    """The coarse-to-fine Adam loop of :func:`register_affine`: ``(theta, levels_run)``."""
     step, state = make_stochastic_affine_step(
         fixed.shape[1:4], samples=samples, iterations_per_call=iterations_per_call,
         image_loss=image_loss, margin=margin, seed=seed, initial_theta=initial_theta,
@@ -475,9 +685,4 @@ def register_affine(
         return LevelRun(None, history, sum(history["iterations"]))
 
     levels_run = coarse_to_fine(run_level, levels, None, names=names)
-    theta = state["average_theta"]().numpy().astype(np.float32)
-    return RegistrationResult(
-        method="register_affine", theta=theta, history=levels_run.history,
-        iterations=levels_run.iterations, level_seconds=levels_run.level_seconds,
-        seconds=time.perf_counter() - begin,
-    )
+    return state["average_theta"]().numpy().astype(np.float32), levels_run

@@ -56,9 +56,9 @@ __all__ = ["register_files", "registration_grid", "SETTINGS", "OUTPUTS", "MAX_GR
 #: The course's defaults (full) and the quick ones (``quick=True``); ``downscale=2``
 #: on every axis, since the registration grid is isotropic.
 SETTINGS = {
-    "full": {"affine": {"sigmas": (4.0, 2.0, 1.0, 0.5), "iterations": (200, 200, 200, 400)},
+    "full": {"affine": {"sigmas": (4.0, 2.0, 1.0, 0.5), "iterations": (5, 5, 5, 30)},
              "nonrigid": {"levels": 3, "downscale": 2.0, "iterations": (300, 300, 0)}},
-    "quick": {"affine": {"sigmas": (4.0, 2.0, 1.0, 0.5), "iterations": (40, 40, 40, 80)},
+    "quick": {"affine": {"sigmas": (4.0, 2.0, 1.0, 0.5), "iterations": (3, 3, 3, 10)},
               "nonrigid": {"levels": 3, "downscale": 2.0, "iterations": (60, 30, 0)}},
 }
 #: What :func:`register_files` writes, by key.
