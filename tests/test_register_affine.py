@@ -172,6 +172,8 @@ def test_gauss_newton_step_is_a_trust_region_and_refuses_what_it_cannot_fit():
         register.gauss_newton_step(fixed, moving, far, points)
     with pytest.raises(ValueError, match="no gradient"):
         register.gauss_newton_step(fixed, np.ones_like(fixed), identity, points)
+    with pytest.raises(ValueError, match="two \\(d1, d2, d3\\) images of one shape"):
+        register.gauss_newton_step(fixed, moving[:-1], identity, points)
 
 
 @pytest.mark.slow  # deselected under the lowest TensorFlow (scripts/test_colab.sh)
@@ -202,6 +204,14 @@ def test_register_affine_refuses_settings_of_the_other_optimiser():
         register.register_affine(fixed=volume, moving=volume, learning_rate=0.1)
     with pytest.raises(ValueError, match="`image_loss`='ncc' only applies to optimiser='adam'"):
         register.register_affine(fixed=volume, moving=volume, image_loss="ncc")
+    for optimiser in ("gauss-newton", "adam"):
+        with pytest.raises(ValueError, match="`samples` is 5"):
+            register.register_affine(fixed=volume, moving=volume, optimiser=optimiser, samples=5)
+        with pytest.raises(ValueError, match="`initial_theta` has shape"):
+            register.register_affine(fixed=volume, moving=volume, optimiser=optimiser, initial_theta=np.eye(3))
+        with pytest.raises(ValueError, match="finite: False"):
+            register.register_affine(fixed=volume, moving=volume, optimiser=optimiser,
+                                     initial_theta=np.full((1, 4, 3), np.nan))
 
 
 # --------------------------------------------------------------------------

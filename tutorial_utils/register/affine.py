@@ -411,12 +411,18 @@ def gauss_newton_step(fixed, moving, parameters, points, damping: float = GN_DAM
     Raises
     ------
     ValueError
-        For fewer than 12 points inside the moving volume (no overlap to fit),
+        For images that are not 3-D of one shape or parameters that are not
+        ``(4, 3)``; fewer than 12 points inside the moving volume (no overlap to fit),
         or a moving image without gradient at the points (a constant region:
         the 12 parameters are then undetermined).
     """
     fixed, moving = np.asarray(fixed), np.asarray(moving)
     points = np.asarray(points, np.float64)
+    if fixed.ndim != 3 or fixed.shape != moving.shape or np.shape(parameters) != (4, 3):
+        raise ValueError(
+            f"`fixed` {fixed.shape}, `moving` {moving.shape} and `parameters` {np.shape(parameters)}: the step "
+            "needs two (d1, d2, d3) images of one shape and the (4, 3) centred parameters."
+        )
     matrix, offset, _ = parameterisation_matrices(fixed.shape)
     theta = matrix @ np.asarray(parameters, np.float64) + offset
     mapped = points @ theta[:3] + theta[3]
@@ -608,7 +614,8 @@ def register_affine(
     ValueError
         For images of different or wrong shapes, an unknown ``optimiser``,
         mismatched ``sigmas``/``iterations``, ``average_last`` outside [0, 1),
-        an Adam setting (``learning_rate``, ``final_learning_rate``,
+        fewer than 16 ``samples``, an ``initial_theta`` that is not ``(1, 4, 3)``
+        (or ``(4, 3)``) finite values, an Adam setting (``learning_rate``, ``final_learning_rate``,
         ``iterations_per_call``) or ``image_loss="ncc"`` given to Gauss-Newton;
         from :func:`gauss_newton_step`, images that do not overlap or have no
         gradient.
@@ -638,6 +645,15 @@ def register_affine(
         )
     if not 0 <= average_last < 1:
         raise ValueError(f"`average_last` is {average_last}; it needs to lie in [0, 1).")
+    if int(settings["samples"]) < 16:
+        raise ValueError(f"`samples` is {settings['samples']}; it needs to be >= 16 random points per iteration.")
+    if initial_theta is not None:
+        start = np.asarray(initial_theta, np.float64)
+        if start.shape not in ((1, 4, 3), (4, 3)) or not np.all(np.isfinite(start)):
+            raise ValueError(
+                f"`initial_theta` has shape {start.shape} (finite: {bool(np.all(np.isfinite(start)))}); it needs "
+                "(1, 4, 3) or (4, 3) finite values, an affine in the package's convention."
+            )
     common = dict(sigmas=sigmas, margin=margin, seed=seed, average_last=average_last, tolerance=tolerance,
                   initial_theta=initial_theta, progress=progress)
     if optimiser == "gauss-newton":
