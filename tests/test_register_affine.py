@@ -174,6 +174,12 @@ def test_gauss_newton_step_is_a_trust_region_and_refuses_what_it_cannot_fit():
         register.gauss_newton_step(fixed, np.ones_like(fixed), identity, points)
     with pytest.raises(ValueError, match="two \\(d1, d2, d3\\) images of one shape"):
         register.gauss_newton_step(fixed, moving[:-1], identity, points)
+    with pytest.raises(ValueError, match="`max_step` -1"):
+        register.gauss_newton_step(fixed, moving, identity, points, max_step=-1)
+    broken = moving.copy()
+    broken[5:9] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite values at the sampled points"):
+        register.gauss_newton_step(fixed, broken, identity, points)
 
 
 @pytest.mark.slow  # deselected under the lowest TensorFlow (scripts/test_colab.sh)
@@ -194,16 +200,26 @@ def test_register_affine_gauss_newton_recovers_a_known_affine_deterministically(
     assert before[0] > 1.5 and after[0] < 0.1 and after[0] < 0.05 * before[0], (before, after)
     other = register.register_affine(fixed=fixed, moving=moving, progress=False, seed=1)
     assert not np.array_equal(other.theta, result.theta)  # the seed draws the points
+    negative = register.register_affine(fixed=fixed, moving=moving, progress=False, seed=-1)  # any int, as Adam
+    assert metrics.affine_residual(negative.theta, theta_true.numpy(), fixed.shape[1:4])[0] < 0.1
 
 
 def test_register_affine_refuses_settings_of_the_other_optimiser():
     volume = smooth_volume((8, 8, 8))
     with pytest.raises(ValueError, match="`optimiser` is 'lbfgs'"):
         register.register_affine(fixed=volume, moving=volume, optimiser="lbfgs")
-    with pytest.raises(ValueError, match="`learning_rate` only applies to optimiser='adam'"):
+    with pytest.raises(ValueError, match="`learning_rate` only apply to optimiser='adam'"):
         register.register_affine(fixed=volume, moving=volume, learning_rate=0.1)
-    with pytest.raises(ValueError, match="`image_loss`='ncc' only applies to optimiser='adam'"):
+    with pytest.raises(ValueError, match="`image_loss`='ncc' only apply to optimiser='adam'"):
         register.register_affine(fixed=volume, moving=volume, image_loss="ncc")
+    with pytest.raises(ValueError, match="`learning_rate`, `image_loss`='ncc' only apply"):
+        register.register_affine(fixed=volume, moving=volume, image_loss="ncc", learning_rate=0.1)
+    with pytest.raises(ValueError, match="`image_loss` is 'foo'; sampled losses are"):
+        register.register_affine(fixed=volume, moving=volume, image_loss="foo")
+    with pytest.raises(ValueError, match="optimiser 'gauss-newton'.s default"):
+        register.register_affine(fixed=volume, moving=volume, sigmas=(1.0,))
+    with pytest.raises(ValueError, match="`margin` is 4"):
+        register.register_affine(fixed=volume, moving=volume, margin=4)
     for optimiser in ("gauss-newton", "adam"):
         with pytest.raises(ValueError, match="`samples` is 5"):
             register.register_affine(fixed=volume, moving=volume, optimiser=optimiser, samples=5)

@@ -465,12 +465,16 @@ def sample_with_gradient(volume, points):
     if volume.ndim != 3 or min(volume.shape) < 2:
         raise ValueError(f"`volume` has shape {np.shape(volume)}; it needs (d1, d2, d3), each >= 2.")
     upper = np.asarray(volume.shape, np.float64) - 1.0
-    if points.ndim != 2 or points.shape[1] != 3 or not np.all(np.isfinite(points)):
-        raise ValueError(f"`points` has shape {points.shape}; it needs (n, 3) finite voxel coordinates.")
-    if np.any(points < 0.0) or np.any(points > upper):
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"`points` has shape {points.shape}; it needs (n, 3) voxel coordinates.")
+    if not np.all(np.isfinite(points)):
+        raise ValueError(f"`points` has {int(np.sum(~np.isfinite(points)))} NaN or infinite coordinates; "
+                         "they need to be finite.")
+    outside = np.any((points < 0.0) | (points > upper), axis=1)
+    if np.any(outside):
         raise ValueError(
-            f"`points` span {points.min(axis=0).round(3).tolist()} to {points.max(axis=0).round(3).tolist()}; "
-            f"they need to lie inside the volume, 0 to {upper.tolist()} per axis: mask the others first."
+            f"{int(outside.sum())} of `points` lie outside the volume (the first: {points[outside][0].tolist()}); "
+            f"they need 0 to {upper.tolist()} per axis: mask the others first."
         )
     # the cell's lower corner (truncation is the floor here: points >= 0), the last cell at the far face
     low = np.minimum(points.astype(np.int64), np.asarray(volume.shape) - 2)

@@ -40,6 +40,15 @@ __all__ = [
 _SAMPLED_LOSSES = ("ssd", "ncc")
 
 
+def _check_margin(sizes, margin) -> None:
+    """A ValueError unless points can keep ``margin`` voxels from every face of a volume of ``sizes``."""
+    if not margin >= 0 or any(size - 1 - 2 * margin < 0 for size in sizes):
+        raise ValueError(
+            f"`margin` is {margin} voxels, which leaves no room in a volume of size {tuple(sizes)}; "
+            "it needs 0 <= margin <= (smallest size - 1) / 2."
+        )
+
+
 def sample_points(grid_size: Sequence[int], count: int, seed: Tuple[int, int], margin: float = 1.0) -> tf.Tensor:
     """Uniform random (off-grid) voxel coordinates inside a volume.
 
@@ -73,11 +82,7 @@ def sample_points(grid_size: Sequence[int], count: int, seed: Tuple[int, int], m
     sizes = [int(size) for size in grid_size]
     if len(sizes) != 3 or min(sizes) < 1:
         raise ValueError(f"`grid_size` is {grid_size}, but it needs three positive sizes (d1, d2, d3).")
-    if margin < 0 or any(size - 1 - 2 * margin < 0 for size in sizes):
-        raise ValueError(
-            f"`margin` is {margin} voxels, which leaves no room in a volume of size {tuple(sizes)}; "
-            "it needs 0 <= margin <= (smallest size - 1) / 2."
-        )
+    _check_margin(sizes, margin)
     low = tf.constant([margin] * 3, tf.float32)
     high = tf.constant([size - 1.0 - margin for size in sizes], tf.float32)
     uniform = tf.random.stateless_uniform((int(count), 3), seed=tf.cast(seed, tf.int32), alg="philox")
@@ -385,7 +390,7 @@ def gauss_newton_step(fixed, moving, parameters, points, damping: float = GN_DAM
     shortened if it would move a corner of the volume by more than
     ``max_step`` voxels: a trust region against the wild first steps of a
     poorly determined fit; Nocedal &
-    Wright, *Numerical Optimization*, 2nd ed., sections 10.3 and 10.4; for
+    Wright, *Numerical Optimization*, 2nd ed., section 10.3; for
     images, Lucas & Kanade 1981 and Baker & Matthews, IJCV 56:221-255, 2004).
     SSD is a sum of squares, so :math:`J^\top J` approximates its Hessian
     from first derivatives alone: near the optimum one step does what hundreds
@@ -412,7 +417,8 @@ def gauss_newton_step(fixed, moving, parameters, points, damping: float = GN_DAM
     ------
     ValueError
         For images that are not 3-D of one shape or parameters that are not
-        ``(4, 3)``; fewer than 12 points inside the moving volume (no overlap to fit),
+        ``(4, 3)``; a negative ``damping`` or a ``max_step`` <= 0; non-finite
+        image values at the points; fewer than 12 points inside the moving volume (no overlap to fit),
         or a moving image without gradient at the points (a constant region:
         the 12 parameters are then undetermined).
     """
@@ -423,6 +429,8 @@ def gauss_newton_step(fixed, moving, parameters, points, damping: float = GN_DAM
             f"`fixed` {fixed.shape}, `moving` {moving.shape} and `parameters` {np.shape(parameters)}: the step "
             "needs two (d1, d2, d3) images of one shape and the (4, 3) centred parameters."
         )
+    if not (np.isfinite(damping) and damping >= 0 and np.isfinite(max_step) and max_step > 0):
+        raise ValueError(f"`damping` is {damping} and `max_step` {max_step}; they need to be >= 0 and > 0.")
     matrix, offset, _ = parameterisation_matrices(fixed.shape)
     theta = matrix @ np.asarray(parameters, np.float64) + offset
     mapped = points @ theta[:3] + theta[3]
@@ -439,13 +447,15 @@ def gauss_newton_step(fixed, moving, parameters, points, damping: float = GN_DAM
     fixed_values, _ = sample_with_gradient(fixed, points)
     moving_values, gradient = sample_with_gradient(moving, mapped)
     residual = moving_values - fixed_values
+    if not np.all(np.isfinite(residual)):
+        raise ValueError("the images have NaN or infinite values at the sampled points; they need finite intensities.")
     design = np.concatenate([points, np.ones((count, 1))], axis=1) @ matrix  # d mapped / d parameters
     jacobian = (design[:, :, None] * gradient[:, None, :]).reshape(count, 12)
     normal = jacobian.T @ jacobian
     if not np.all(np.diag(normal) > 1e-12 * max(float(np.max(np.diag(normal))), 1e-300)):
         raise ValueError(
-            "the moving image has no gradient along some direction at the sampled points (a constant "
-            "region?), so Gauss-Newton cannot determine the affine; smooth less or use optimiser='adam'."
+            "the moving image has no gradient along some direction at the sampled points (is it constant, "
+            "or blank where the fixed image maps?), so no affine is determined: check the images passed."
         )
     step = np.linalg.solve(normal + damping * np.diag(np.diag(normal)), jacobian.T @ residual).reshape(4, 3)
     longest = float(np.max(np.linalg.norm(_corner_design(fixed.shape, matrix) @ step, axis=1)))
@@ -477,7 +487,8 @@ def _gauss_newton_levels(fixed, moving, *, sigmas, iterations, samples, margin, 
 
         def step():
             i = next(index)
-            rng = np.random.default_rng([int(seed), state["draws"]])  # stateless: (seed, iteration)
+            # stateless: (seed, iteration); NumPy's seeds are non-negative, TensorFlow's (Adam's) any int
+            rng = np.random.default_rng([int(seed) % 2**64, state["draws"]])
             state["draws"] += 1
             points = low + rng.random((int(samples), 3)) * (high - low)
             before = state["parameters"]
@@ -625,26 +636,29 @@ def register_affine(
         raise ValueError(f"`optimiser` is {optimiser!r}; it needs one of {tuple(AFFINE_DEFAULTS)}.")
     given = dict(iterations=iterations, samples=samples, learning_rate=learning_rate,
                  final_learning_rate=final_learning_rate, iterations_per_call=iterations_per_call)
+    if image_loss not in _SAMPLED_LOSSES:
+        raise ValueError(f"`image_loss` is {image_loss!r}; sampled losses are {_SAMPLED_LOSSES}.")
     if optimiser == "gauss-newton":
-        adam_only = [name for name in ("learning_rate", "final_learning_rate", "iterations_per_call")
-                     if given[name] is not None]
-        if adam_only or image_loss != "ssd":
+        adam_only = [f"`{name}`" for name in ("learning_rate", "final_learning_rate", "iterations_per_call")
+                     if given[name] is not None] + ([f"`image_loss`={image_loss!r}"] if image_loss != "ssd" else [])
+        if adam_only:
             raise ValueError(
-                f"{', '.join(f'`{n}`' for n in adam_only) or f'`image_loss`={image_loss!r}'} only applies to "
-                "optimiser='adam'; Gauss-Newton minimises the sampled SSD with steps of its own. Pass "
-                "optimiser='adam' to use it."
+                f"{', '.join(adam_only)} only apply to optimiser='adam'; Gauss-Newton minimises the sampled "
+                "SSD with steps of its own. Pass optimiser='adam' to use them."
             )
     settings = {name: AFFINE_DEFAULTS[optimiser][name] if given[name] is None else given[name]
                 for name in AFFINE_DEFAULTS[optimiser]}
     fixed, moving = _affine_pair(fixed, moving)
     iterations = settings["iterations"]
     if len(sigmas) != len(iterations) or not len(sigmas) or min(iterations) < 1:
+        default = f" (optimiser {optimiser!r}'s default)" if given["iterations"] is None else ""
         raise ValueError(
-            f"`sigmas` {tuple(sigmas)} and `iterations` {tuple(iterations)} need the same, non-zero "
+            f"`sigmas` {tuple(sigmas)} and `iterations` {tuple(iterations)}{default} need the same, non-zero "
             "length and at least one iteration per level."
         )
     if not 0 <= average_last < 1:
         raise ValueError(f"`average_last` is {average_last}; it needs to lie in [0, 1).")
+    _check_margin(fixed.shape[1:4], margin)
     if int(settings["samples"]) < 16:
         raise ValueError(f"`samples` is {settings['samples']}; it needs to be >= 16 random points per iteration.")
     if initial_theta is not None:
