@@ -423,9 +423,9 @@ def resample_points(vol, points, mode: str = "constant") -> tf.Tensor:
 def sample_with_gradient(volume, points):
     """Trilinear values of ``volume`` at ``points`` and their exact spatial derivative (NumPy).
 
-    The interpolation of :func:`resample_points` (the same cells, the same
-    clamping at the last voxel), evaluated with NumPy in float64 for one
-    volume, plus the derivative of that interpolant along each axis: inside a
+    The interpolation of :func:`resample_points` (the same values, tested
+    against it and against ``scipy.ndimage.map_coordinates(order=1)``),
+    evaluated with NumPy in float64 for one volume, plus the derivative of that interpolant along each axis: inside a
     cell the trilinear function is linear along each axis, so the derivative
     along ``d1`` is the difference of the two faces (interpolated along
     ``d2`` and ``d3``), and likewise for ``d2`` and ``d3``. At a point on a
