@@ -174,6 +174,12 @@ def test_gauss_newton_step_is_a_trust_region_and_refuses_what_it_cannot_fit():
         register.gauss_newton_step(fixed, np.ones_like(fixed), identity, points)
     with pytest.raises(ValueError, match="two \\(d1, d2, d3\\) images of one shape"):
         register.gauss_newton_step(fixed, moving[:-1], identity, points)
+    with pytest.raises(ValueError, match="n >= 12"):
+        register.gauss_newton_step(fixed, moving, identity, points[:11])
+    with pytest.raises(ValueError, match="finite: False"):
+        register.gauss_newton_step(fixed, moving, identity, np.vstack([points, [[np.nan, 1.0, 1.0]]]))
+    with pytest.raises(ValueError, match=r"shape \(2000, 2\)"):
+        register.gauss_newton_step(fixed, moving, identity, points[:, :2])
     with pytest.raises(ValueError, match="`max_step` -1"):
         register.gauss_newton_step(fixed, moving, identity, points, max_step=-1)
     broken = moving.copy()
@@ -208,18 +214,22 @@ def test_register_affine_refuses_settings_of_the_other_optimiser():
     volume = smooth_volume((8, 8, 8))
     with pytest.raises(ValueError, match="`optimiser` is 'lbfgs'"):
         register.register_affine(fixed=volume, moving=volume, optimiser="lbfgs")
-    with pytest.raises(ValueError, match="`learning_rate` only apply to optimiser='adam'"):
+    with pytest.raises(ValueError, match="`learning_rate` applies to optimiser='adam' only"):
         register.register_affine(fixed=volume, moving=volume, learning_rate=0.1)
-    with pytest.raises(ValueError, match="`image_loss`='ncc' only apply to optimiser='adam'"):
+    with pytest.raises(ValueError, match="`image_loss`='ncc' applies to optimiser='adam' only"):
         register.register_affine(fixed=volume, moving=volume, image_loss="ncc")
-    with pytest.raises(ValueError, match="`learning_rate`, `image_loss`='ncc' only apply"):
+    with pytest.raises(ValueError, match="`learning_rate`, `image_loss`='ncc' apply to optimiser='adam' only"):
         register.register_affine(fixed=volume, moving=volume, image_loss="ncc", learning_rate=0.1)
     with pytest.raises(ValueError, match="`image_loss` is 'foo'; sampled losses are"):
         register.register_affine(fixed=volume, moving=volume, image_loss="foo")
-    with pytest.raises(ValueError, match="optimiser 'gauss-newton'.s default"):
+    with pytest.raises(ValueError, match="the default for optimiser='gauss-newton'"):
         register.register_affine(fixed=volume, moving=volume, sigmas=(1.0,))
-    with pytest.raises(ValueError, match="`margin` is 4"):
-        register.register_affine(fixed=volume, moving=volume, margin=4)
+    with pytest.raises(ValueError, match="`margin` is 3.5"):  # (8 - 1) / 2: every point on one plane
+        register.register_affine(fixed=volume, moving=volume, margin=3.5)
+    with pytest.raises(ValueError, match="`seed` is 1.5"):
+        register.register_affine(fixed=volume, moving=volume, seed=1.5)
+    with pytest.raises(ValueError, match="`fixed` is constant"):  # it would collapse the moving image silently
+        register.register_affine(fixed=np.full_like(volume, 0.5), moving=volume)
     for optimiser in ("gauss-newton", "adam"):
         with pytest.raises(ValueError, match="`samples` is 5"):
             register.register_affine(fixed=volume, moving=volume, optimiser=optimiser, samples=5)

@@ -479,7 +479,7 @@ def test_sample_with_gradient_is_the_interpolants_derivative():
     (np.zeros((4, 1, 4)), np.zeros((1, 3)), "`volume` has shape"),
     (np.zeros((4, 4, 4)), np.zeros((1, 2)), "`points` has shape"),
     (np.zeros((4, 4, 4)), np.array([[np.nan, 0.0, 0.0]]), "1 NaN or infinite coordinates"),
-    (np.zeros((4, 4, 4)), np.array([[3.5, 0.0, 0.0]]), "1 of `points` lie outside the volume"),
+    (np.zeros((4, 4, 4)), np.array([[3.5, 0.0, 0.0]]), "`points` outside the volume: 1 of 1"),
     (np.zeros((4, 4, 4)), np.array([[0.0, -1e-9, 0.0]]), r"the first: \[0.0, -1e-09, 0.0\]"),
 ])
 def test_sample_with_gradient_refuses_what_it_cannot_interpolate(volume, points, message):

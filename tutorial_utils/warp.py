@@ -463,7 +463,8 @@ def sample_with_gradient(volume, points):
     volume = volume[0] if volume.ndim == 4 and volume.shape[0] == 1 else volume
     points = np.asarray(points, dtype=np.float64)
     if volume.ndim != 3 or min(volume.shape) < 2:
-        raise ValueError(f"`volume` has shape {np.shape(volume)}; it needs (d1, d2, d3), each >= 2.")
+        raise ValueError(f"`volume` has shape {np.shape(volume)}; it needs (d1, d2, d3) or (1, d1, d2, d3), "
+                         "each d >= 2.")
     upper = np.asarray(volume.shape, np.float64) - 1.0
     if points.ndim != 2 or points.shape[1] != 3:
         raise ValueError(f"`points` has shape {points.shape}; it needs (n, 3) voxel coordinates.")
@@ -473,8 +474,8 @@ def sample_with_gradient(volume, points):
     outside = np.any((points < 0.0) | (points > upper), axis=1)
     if np.any(outside):
         raise ValueError(
-            f"{int(outside.sum())} of `points` lie outside the volume (the first: {points[outside][0].tolist()}); "
-            f"they need 0 to {upper.tolist()} per axis: mask the others first."
+            f"`points` outside the volume: {int(outside.sum())} of {len(points)} (the first: "
+            f"{points[outside][0].tolist()}); they need 0 to {upper.tolist()} per axis: mask the others first."
         )
     # the cell's lower corner (truncation is the floor here: points >= 0), the last cell at the far face
     low = np.minimum(points.astype(np.int64), np.asarray(volume.shape) - 2)

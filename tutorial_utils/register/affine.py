@@ -42,10 +42,10 @@ _SAMPLED_LOSSES = ("ssd", "ncc")
 
 def _check_margin(sizes, margin) -> None:
     """A ValueError unless points can keep ``margin`` voxels from every face of a volume of ``sizes``."""
-    if not margin >= 0 or any(size - 1 - 2 * margin < 0 for size in sizes):
+    if not margin >= 0 or any(size - 1 - 2 * margin <= 0 for size in sizes):
         raise ValueError(
             f"`margin` is {margin} voxels, which leaves no room in a volume of size {tuple(sizes)}; "
-            "it needs 0 <= margin <= (smallest size - 1) / 2."
+            "it needs 0 <= margin < (smallest size - 1) / 2 (at the bound every point lies on one plane)."
         )
 
 
@@ -416,8 +416,9 @@ def gauss_newton_step(fixed, moving, parameters, points, damping: float = GN_DAM
     Raises
     ------
     ValueError
-        For images that are not 3-D of one shape or parameters that are not
-        ``(4, 3)``; a negative ``damping`` or a ``max_step`` <= 0; non-finite
+        For images that are not 3-D of one shape, parameters that are not
+        ``(4, 3)``, points that are not ``(n, 3)`` finite values with
+        ``n >= 12``; a negative ``damping`` or a ``max_step`` <= 0; non-finite
         image values at the points; fewer than 12 points inside the moving volume (no overlap to fit),
         or a moving image without gradient at the points (a constant region:
         the 12 parameters are then undetermined).
@@ -428,6 +429,11 @@ def gauss_newton_step(fixed, moving, parameters, points, damping: float = GN_DAM
         raise ValueError(
             f"`fixed` {fixed.shape}, `moving` {moving.shape} and `parameters` {np.shape(parameters)}: the step "
             "needs two (d1, d2, d3) images of one shape and the (4, 3) centred parameters."
+        )
+    if points.ndim != 2 or points.shape[1] != 3 or len(points) < 12 or not np.all(np.isfinite(points)):
+        raise ValueError(
+            f"`points` has shape {points.shape} (finite: {bool(np.all(np.isfinite(points)))}); the step needs "
+            "(n, 3) finite voxel coordinates, n >= 12 (an affine has 12 parameters)."
         )
     if not (np.isfinite(damping) and damping >= 0 and np.isfinite(max_step) and max_step > 0):
         raise ValueError(f"`damping` is {damping} and `max_step` {max_step}; they need to be >= 0 and > 0.")
@@ -487,7 +493,8 @@ def _gauss_newton_levels(fixed, moving, *, sigmas, iterations, samples, margin, 
 
         def step():
             i = next(index)
-            # stateless: (seed, iteration); NumPy's seeds are non-negative, TensorFlow's (Adam's) any int
+            # stateless: (seed, iteration); NumPy's seeds are non-negative, TensorFlow's (Adam's) any
+            # integer, so a negative seed is taken modulo 2**64 (documented in register_affine)
             rng = np.random.default_rng([int(seed) % 2**64, state["draws"]])
             state["draws"] += 1
             points = low + rng.random((int(samples), 3)) * (high - low)
@@ -562,8 +569,8 @@ def register_affine(
       SSD, in NumPy. SSD is a sum of squares, so its Hessian is approximated
       from first derivatives and a step goes most of the way to the minimum:
       tens of iterations, nothing traced or compiled. Points are drawn with
-      ``numpy.random.default_rng([seed, i])`` for the ``i``-th iteration of
-      the call (all levels counted).
+      ``numpy.random.default_rng([seed % 2**64, i])`` for the ``i``-th
+      iteration of the call (all levels counted).
     - ``"adam"``: Adam on :func:`sampled_dissimilarity` (SSD or NCC), compiled
       with XLA, in calls of at most ``iterations_per_call``
       (:func:`make_stochastic_affine_step`; a level of 30 runs 25 + 5). The
@@ -596,7 +603,12 @@ def register_affine(
         typical voxel by about 0.05 times the volume's half-size; 0.002 at the end).
     image_loss : {"ssd", "ncc"}
         ``"ncc"`` with Adam only (Gauss-Newton minimises a sum of squares).
-    margin, seed : see :func:`make_stochastic_affine_step`.
+    margin : float
+        Voxels the sampled points keep from the fixed volume's faces (>= 0,
+        less than half the smallest size minus one).
+    seed : int
+        Seed of the random points (any whole number): the same seed, the same
+        result.
     iterations_per_call : int
         Adam only (``None``: 25).
     average_last : float in [0, 1)
@@ -623,7 +635,9 @@ def register_affine(
     Raises
     ------
     ValueError
-        For images of different or wrong shapes, an unknown ``optimiser``,
+        For images of different or wrong shapes, with non-finite values or
+        constant (nothing to align), an unknown ``optimiser`` or ``image_loss``,
+        a ``margin`` that leaves no room, a ``seed`` that is not a whole number,
         mismatched ``sigmas``/``iterations``, ``average_last`` outside [0, 1),
         fewer than 16 ``samples``, an ``initial_theta`` that is not ``(1, 4, 3)``
         (or ``(4, 3)``) finite values, an Adam setting (``learning_rate``, ``final_learning_rate``,
@@ -643,15 +657,16 @@ def register_affine(
                      if given[name] is not None] + ([f"`image_loss`={image_loss!r}"] if image_loss != "ssd" else [])
         if adam_only:
             raise ValueError(
-                f"{', '.join(adam_only)} only apply to optimiser='adam'; Gauss-Newton minimises the sampled "
-                "SSD with steps of its own. Pass optimiser='adam' to use them."
+                f"{', '.join(adam_only)} {'applies' if len(adam_only) == 1 else 'apply'} to optimiser='adam' "
+                "only; Gauss-Newton minimises the sampled SSD with steps of its own. Pass optimiser='adam' "
+                "to use Adam."
             )
     settings = {name: AFFINE_DEFAULTS[optimiser][name] if given[name] is None else given[name]
                 for name in AFFINE_DEFAULTS[optimiser]}
     fixed, moving = _affine_pair(fixed, moving)
     iterations = settings["iterations"]
     if len(sigmas) != len(iterations) or not len(sigmas) or min(iterations) < 1:
-        default = f" (optimiser {optimiser!r}'s default)" if given["iterations"] is None else ""
+        default = f" (the default for optimiser={optimiser!r})" if given["iterations"] is None else ""
         raise ValueError(
             f"`sigmas` {tuple(sigmas)} and `iterations` {tuple(iterations)}{default} need the same, non-zero "
             "length and at least one iteration per level."
@@ -659,6 +674,14 @@ def register_affine(
     if not 0 <= average_last < 1:
         raise ValueError(f"`average_last` is {average_last}; it needs to lie in [0, 1).")
     _check_margin(fixed.shape[1:4], margin)
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"`seed` is {seed!r}; it needs a whole number.")
+    for name, image in (("fixed", fixed), ("moving", moving)):
+        if float(image.max()) == float(image.min()):
+            raise ValueError(
+                f"`{name}` is constant ({float(image.min())} everywhere): there is nothing to align it by. "
+                "Check that the image was read and rescaled as meant."
+            )
     if int(settings["samples"]) < 16:
         raise ValueError(f"`samples` is {settings['samples']}; it needs to be >= 16 random points per iteration.")
     if initial_theta is not None:
