@@ -20,7 +20,7 @@ import numpy as np
 from .._checks import as_float32 as _as_float32
 from .._tf import tf
 from ..results import RegistrationResult
-from ..affine import affine_parameterisation, parameterisation_matrices, transform_points
+from ..affine import affine_parameterisation, identity, parameterisation_matrices, transform_points
 from ..losses import get_loss
 from ..warp import identity_affine, resample_points, sample_with_gradient
 from .loop import LevelRun, batched_pair, coarse_to_fine, run_steps
@@ -248,10 +248,7 @@ def make_stochastic_affine_step(
         "step": tf.Variable(0, dtype=tf.int32),
         "average_sum": tf.Variable(tf.zeros((4, 3))), "average_count": tf.Variable(0.0),
     }
-    corners = tf.constant(
-        [[x, y, z] for x in (0, sizes[0] - 1) for y in (0, sizes[1] - 1) for z in (0, sizes[2] - 1)],
-        tf.float32,
-    )
+    corners = tf.constant(_volume_corners(sizes), tf.float32)
 
     def one_iteration(fixed, moving, learning_rates, accumulate, all_points, start_count, state):
         index = state.step - start_count
@@ -353,8 +350,13 @@ def affine_schedule(
         )
     blocks = -(-n // block)
     rates = np.geomspace(learning_rate, final_learning_rate, blocks)[np.arange(n) // block]
-    averaged_count = int(math.floor(average_last * n + 1e-9))  # 1e-9: 0.29 * 100 is 28.999...
-    return rates, np.arange(n) >= n - averaged_count
+    return rates, _averaged(n, average_last)
+
+
+def _averaged(iterations: int, average_last: float) -> np.ndarray:
+    """``(iterations,)`` bool: exactly the last ``floor(average_last * iterations)`` are True."""
+    count = int(math.floor(average_last * iterations + 1e-9))  # 1e-9: 0.29 * 100 is 28.999...
+    return np.arange(iterations) >= iterations - count
 
 
 # --------------------------------------------------------------------------
@@ -366,10 +368,15 @@ GN_DAMPING = 1e-3
 GN_MAX_STEP = 5.0
 
 
+def _volume_corners(size) -> np.ndarray:
+    """The 8 corner voxels of a volume of ``size`` ``(d1, d2, d3)``, float64 ``(8, 3)``."""
+    return np.array([[x, y, z] for x in (0, size[0] - 1) for y in (0, size[1] - 1) for z in (0, size[2] - 1)],
+                    np.float64)
+
+
 def _corner_design(size, matrix) -> np.ndarray:
     """``[corner, 1] M`` for the 8 corners of a volume: how each corner moves per parameter, ``(8, 4)``."""
-    corners = [[x, y, z] for x in (0, size[0] - 1) for y in (0, size[1] - 1) for z in (0, size[2] - 1)]
-    return np.concatenate([np.asarray(corners, np.float64), np.ones((8, 1))], axis=1) @ matrix
+    return np.concatenate([_volume_corners(size), np.ones((8, 1))], axis=1) @ matrix
 
 
 def gauss_newton_step(fixed, moving, parameters, points, damping: float = GN_DAMPING,
@@ -475,7 +482,7 @@ def _gauss_newton_levels(fixed, moving, *, sigmas, iterations, samples, margin, 
     """The coarse-to-fine Gauss-Newton loop of :func:`register_affine`: ``(theta, levels_run)``."""
     size = fixed.shape[1:4]
     matrix, offset, inverse = parameterisation_matrices(size)
-    start = identity_affine(1).numpy() if initial_theta is None else _as_float32(initial_theta, "initial_theta").numpy()
+    start = identity() if initial_theta is None else _as_float32(initial_theta, "initial_theta").numpy()
     state = {"parameters": inverse @ (np.reshape(start, (4, 3)).astype(np.float64) - offset),
              "sum": np.zeros((4, 3)), "count": 0, "draws": 0}
     low, high = np.full(3, float(margin)), np.asarray(size, np.float64) - 1.0 - margin
@@ -484,8 +491,7 @@ def _gauss_newton_levels(fixed, moving, *, sigmas, iterations, samples, margin, 
 
     def run_level(level, _):
         count = int(iterations[level])
-        last = int(math.floor((average_last if level == levels - 1 else 0.0) * count + 1e-9))
-        averaged = np.arange(count) >= count - last
+        averaged = _averaged(count, average_last if level == levels - 1 else 0.0)
         # float64 once per level: the interpolation works in float64 (no cast per iteration)
         fixed_level, moving_level = (smoothing_pyramid(image, [sigmas[level]])[0].astype(np.float64)
                                      for image in (fixed, moving))
